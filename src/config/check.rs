@@ -1,0 +1,406 @@
+//! Semantic checks the JSON schema cannot express. Each check reports into
+//! the [`Reporter`] and carries on, so one run finds every problem.
+
+use super::model::{
+    AuthConfig, FileConfig, HealthCheckConfig, HealthCheckOverride, LoggingConfig, MetricsConfig,
+    RouteConfig, ServerConfig, UpstreamConfig,
+};
+use super::{Reporter, did_you_mean};
+use crate::routing::Pattern;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
+    let FileConfig {
+        server,
+        upstreams,
+        routes,
+        health_check,
+        auth,
+        metrics,
+        logging,
+        response_headers,
+    } = c;
+    check_server(server, metrics, r);
+    for (name, u) in upstreams {
+        check_upstream(name, u, r);
+    }
+    check_routes(
+        routes,
+        upstreams.keys().map(String::as_str).collect(),
+        auth,
+        r,
+    );
+    check_health(health_check, r);
+    check_auth(auth, r);
+    let LoggingConfig {
+        level: _,
+        format: _,
+    } = logging;
+    for (name, value) in response_headers {
+        let p = format!("/response_headers/{}", super::diag::escape_segment(name));
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            r.error_at_key(&p, format!("\"{name}\" is not a valid header name"));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            r.error(&p, "not a valid header value");
+        }
+    }
+    for name in upstreams.keys() {
+        if !routes.iter().any(|rt| &rt.upstream == name) {
+            r.warning(
+                &format!("/upstreams/{name}"),
+                format!("upstream \"{name}\" is not used by any route"),
+            );
+        }
+    }
+}
+
+fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
+    let ServerConfig {
+        bind_address,
+        worker_threads: _,
+        pid_file,
+        upgrade_sock,
+        grace_period_seconds: _,
+        graceful_shutdown_timeout_seconds: _,
+        reuse_port: _,
+    } = s;
+    let proxy = listen_addr(bind_address, "/server/bind_address", r);
+    if pid_file.is_empty() {
+        r.error("/server/pid_file", "must not be empty");
+    }
+    if upgrade_sock.is_empty() {
+        r.error("/server/upgrade_sock", "must not be empty");
+    }
+    let MetricsConfig {
+        enabled,
+        bind_address: metrics_bind,
+        path,
+    } = m;
+    let metrics = listen_addr(metrics_bind, "/metrics/bind_address", r);
+    if !path.starts_with('/') {
+        r.error("/metrics/path", format!("\"{path}\" must start with '/'"));
+    }
+    if let (true, Some(p), Some(m)) = (*enabled, proxy, metrics) {
+        let overlap = p.port() == m.port()
+            && (p.ip() == m.ip() || p.ip().is_unspecified() || m.ip().is_unspecified());
+        if overlap {
+            r.error(
+                "/metrics/bind_address",
+                format!("{metrics_bind} collides with server.bind_address {bind_address}; use another port"),
+            );
+        }
+    }
+}
+
+fn listen_addr(value: &str, pointer: &str, r: &mut Reporter) -> Option<SocketAddr> {
+    match value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                pointer,
+                format!("\"{value}\" is not an IP:PORT address (e.g. \"0.0.0.0:6188\")"),
+            );
+            None
+        }
+    }
+}
+
+fn positive(value: f64, pointer: &str, r: &mut Reporter) {
+    if !(value.is_finite() && value > 0.0) {
+        r.error(
+            pointer,
+            format!("must be a positive number of seconds, got {value}"),
+        );
+    }
+}
+
+fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
+    let base = format!("/upstreams/{}", super::diag::escape_segment(name));
+    let UpstreamConfig {
+        servers,
+        connect_timeout_seconds,
+        read_timeout_seconds,
+        write_timeout_seconds,
+        idle_timeout_seconds,
+        retries: _,
+        health_check,
+    } = u;
+    if servers.is_empty() {
+        r.error(
+            &format!("{base}/servers"),
+            "an upstream needs at least one server",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, s) in servers.iter().enumerate() {
+        let p = format!("{base}/servers/{i}");
+        if let Err(msg) = parse_host_port(s) {
+            r.error(&p, msg);
+        } else if !seen.insert(s.as_str()) {
+            r.error(&p, format!("server \"{s}\" is listed twice"));
+        }
+    }
+    positive(
+        *connect_timeout_seconds,
+        &format!("{base}/connect_timeout_seconds"),
+        r,
+    );
+    positive(
+        *read_timeout_seconds,
+        &format!("{base}/read_timeout_seconds"),
+        r,
+    );
+    positive(
+        *write_timeout_seconds,
+        &format!("{base}/write_timeout_seconds"),
+        r,
+    );
+    positive(
+        *idle_timeout_seconds,
+        &format!("{base}/idle_timeout_seconds"),
+        r,
+    );
+    if let Some(o) = health_check {
+        let HealthCheckOverride {
+            enabled: _,
+            interval_seconds,
+            timeout_seconds,
+            healthy_threshold,
+            unhealthy_threshold,
+            path,
+            expected_status_codes,
+            method: _,
+            use_https: _,
+        } = o;
+        let hc = format!("{base}/health_check");
+        if let Some(v) = interval_seconds {
+            positive(*v, &format!("{hc}/interval_seconds"), r);
+        }
+        if let Some(v) = timeout_seconds {
+            positive(*v, &format!("{hc}/timeout_seconds"), r);
+        }
+        for (field, v) in [
+            ("healthy_threshold", healthy_threshold),
+            ("unhealthy_threshold", unhealthy_threshold),
+        ] {
+            if *v == Some(0) {
+                r.error(&format!("{hc}/{field}"), "must be at least 1");
+            }
+        }
+        if let Some(p) = path {
+            check_hc_path(p, &format!("{hc}/path"), r);
+        }
+        if let Some(codes) = expected_status_codes {
+            check_codes(codes, &format!("{hc}/expected_status_codes"), r);
+        }
+    }
+}
+
+/// `HOST:PORT` with a numeric port and a non-empty host.
+pub(crate) fn parse_host_port(s: &str) -> Result<(), String> {
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || format!("\"{s}\" is not HOST:PORT (e.g. \"127.0.0.1:3001\")");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(['/', ' ', '[', ']']) || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig, r: &mut Reporter) {
+    let mut seen: HashMap<(String, Option<String>, Option<Vec<String>>), usize> = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        let base = format!("/routes/{i}");
+        let RouteConfig {
+            path,
+            upstream,
+            auth_required,
+            host,
+            methods,
+            strip_prefix: _,
+            read_timeout_seconds,
+            write_timeout_seconds,
+            required_scopes,
+        } = route;
+        if let Err(msg) = Pattern::parse(path) {
+            r.error(&format!("{base}/path"), msg);
+        }
+        if !upstreams.contains(&upstream.as_str()) {
+            let hint = match did_you_mean(upstream, &upstreams) {
+                Some(s) => format!(", did you mean \"{s}\"?"),
+                None => format!(" (defined: {})", upstreams.join(", ")),
+            };
+            r.error(
+                &format!("{base}/upstream"),
+                format!("unknown upstream \"{upstream}\"{hint}"),
+            );
+        }
+        if let Some(h) = host {
+            if h.is_empty() || h.contains(['/', ':', ' ']) {
+                r.error(
+                    &format!("{base}/host"),
+                    format!("\"{h}\" is not a host name (no scheme, port or path)"),
+                );
+            }
+        }
+        let mut method_key = None;
+        if let Some(ms) = methods {
+            if ms.is_empty() {
+                r.error(
+                    &format!("{base}/methods"),
+                    "an empty list matches nothing; remove the field to match all methods",
+                );
+            }
+            for (j, m) in ms.iter().enumerate() {
+                if http::Method::from_bytes(m.as_bytes()).is_err() || m.to_ascii_uppercase() != *m {
+                    r.error(
+                        &format!("{base}/methods/{j}"),
+                        format!("\"{m}\" is not an HTTP method (use upper case, e.g. GET)"),
+                    );
+                }
+            }
+            let mut sorted = ms.clone();
+            sorted.sort();
+            sorted.dedup();
+            method_key = Some(sorted);
+        }
+        let key = (
+            path.clone(),
+            host.as_ref().map(|h| h.to_ascii_lowercase()),
+            method_key,
+        );
+        if let Some(first) = seen.get(&key) {
+            r.error(
+                &format!("{base}/path"),
+                format!("duplicate route: routes[{first}] has the same path, host and methods"),
+            );
+        } else {
+            seen.insert(key, i);
+        }
+        if let Some(v) = read_timeout_seconds {
+            positive(*v, &format!("{base}/read_timeout_seconds"), r);
+        }
+        if let Some(v) = write_timeout_seconds {
+            positive(*v, &format!("{base}/write_timeout_seconds"), r);
+        }
+        for (j, s) in required_scopes.iter().enumerate() {
+            if s.is_empty() || s.contains(' ') {
+                r.error(
+                    &format!("{base}/required_scopes/{j}"),
+                    "a scope is one non-empty word",
+                );
+            }
+        }
+        if *auth_required && auth.jwt_secret.is_none() {
+            r.error(
+                &format!("{base}/auth_required"),
+                "this route requires a token but no key is configured to verify it (set auth.jwt_secret)",
+            );
+        }
+        if !*auth_required && !required_scopes.is_empty() {
+            r.error(
+                &format!("{base}/required_scopes"),
+                "required_scopes needs auth_required: true",
+            );
+        }
+    }
+}
+
+fn check_health(h: &HealthCheckConfig, r: &mut Reporter) {
+    let HealthCheckConfig {
+        enabled: _,
+        interval_seconds,
+        timeout_seconds,
+        healthy_threshold,
+        unhealthy_threshold,
+        path,
+        expected_status_codes,
+        method: _,
+        use_https: _,
+    } = h;
+    positive(*interval_seconds, "/health_check/interval_seconds", r);
+    positive(*timeout_seconds, "/health_check/timeout_seconds", r);
+    if *healthy_threshold == 0 {
+        r.error("/health_check/healthy_threshold", "must be at least 1");
+    }
+    if *unhealthy_threshold == 0 {
+        r.error("/health_check/unhealthy_threshold", "must be at least 1");
+    }
+    check_hc_path(path, "/health_check/path", r);
+    check_codes(
+        expected_status_codes,
+        "/health_check/expected_status_codes",
+        r,
+    );
+}
+
+fn check_hc_path(path: &str, pointer: &str, r: &mut Reporter) {
+    if !path.starts_with('/') || http::uri::PathAndQuery::try_from(path).is_err() {
+        r.error(
+            pointer,
+            format!("\"{path}\" must be a path starting with '/'"),
+        );
+    }
+}
+
+fn check_codes(codes: &[u16], pointer: &str, r: &mut Reporter) {
+    if codes.is_empty() {
+        r.error(pointer, "list at least one status code");
+    }
+    for (i, c) in codes.iter().enumerate() {
+        if !(100..=599).contains(c) {
+            r.error(
+                &format!("{pointer}/{i}"),
+                format!("{c} is not an HTTP status code (100-599)"),
+            );
+        }
+    }
+}
+
+fn check_auth(a: &AuthConfig, r: &mut Reporter) {
+    let AuthConfig {
+        jwt_secret,
+        oauth_service_url,
+        token_validation_endpoint,
+        leeway_seconds: _,
+        issuer: _,
+        audience,
+    } = a;
+    if let Some(secret) = jwt_secret {
+        if secret.is_empty() {
+            r.error("/auth/jwt_secret", "must not be empty");
+        } else if secret.len() < 32 {
+            r.warning(
+                "/auth/jwt_secret",
+                format!(
+                    "HS256 secret is {} bytes; use at least 32 random bytes",
+                    secret.len()
+                ),
+            );
+        }
+    }
+    if let Some(url) = oauth_service_url {
+        match url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            _ => r.error(
+                "/auth/oauth_service_url",
+                format!("\"{url}\" is not an http(s) URL (e.g. \"http://127.0.0.1:3001\")"),
+            ),
+        }
+    }
+    if let Some(ep) = token_validation_endpoint {
+        check_hc_path(ep, "/auth/token_validation_endpoint", r);
+    }
+    if let Some(aud) = audience {
+        if aud.is_empty() {
+            r.error(
+                "/auth/audience",
+                "an empty list accepts no token; remove the field to skip the check",
+            );
+        }
+    }
+}

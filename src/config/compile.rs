@@ -1,0 +1,165 @@
+//! Config as written → runtime [`RouteTable`]. Everything a request needs
+//! is prepared here, off the request path: the matcher, upstream pools and
+//! their peers, verification keys, header values.
+//!
+//! [`prepare`] (= [`super::load_file`] + [`compile`]) is the one function
+//! behind `gateway validate`, the start and every reload.
+
+use super::model::{FileConfig, RouteConfig, UpstreamConfig};
+use super::{ConfigErrors, Diagnostic, Loaded, load_file};
+use crate::auth::{AuthSettings, Authenticator};
+use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
+use crate::upstream::{Timeouts, UpstreamPool, resolve};
+use http::{HeaderName, HeaderValue, Method};
+use pingora_load_balancing::HealthRegistry;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What compiled tables share across reloads.
+#[derive(Clone, Default)]
+pub struct CompileContext {
+    /// Health state of every server, kept across reloads.
+    pub health: Arc<HealthRegistry>,
+}
+
+/// A checked and compiled config file.
+#[derive(Debug)]
+pub struct Prepared {
+    pub table: RouteTable,
+    pub config: FileConfig,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads, checks and compiles `path`: what `gateway validate` runs, and
+/// what the start and every reload run before using a file.
+pub fn prepare(path: &Path, ctx: &CompileContext) -> Result<Prepared, ConfigErrors> {
+    let loaded = load_file(path)?;
+    compile(loaded, ctx)
+}
+
+/// Compiles a checked config. Fails only on what can't be known without
+/// touching the outside world (a server name that does not resolve).
+pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigErrors> {
+    let Loaded {
+        config,
+        warnings,
+        hash,
+        mut report,
+    } = loaded;
+
+    let mut upstreams = BTreeMap::new();
+    for (name, u) in &config.upstreams {
+        let UpstreamConfig {
+            servers,
+            connect_timeout_seconds,
+            read_timeout_seconds,
+            write_timeout_seconds,
+            idle_timeout_seconds,
+            retries,
+            health_check: _,
+        } = u;
+        let mut addrs = Vec::with_capacity(servers.len());
+        for (i, s) in servers.iter().enumerate() {
+            match resolve(s) {
+                Ok(a) => addrs.push(a),
+                Err(msg) => report.error(&format!("/upstreams/{name}/servers/{i}"), msg),
+            }
+        }
+        let timeouts = Timeouts {
+            connect: secs(*connect_timeout_seconds),
+            read: secs(*read_timeout_seconds),
+            write: secs(*write_timeout_seconds),
+            idle: secs(*idle_timeout_seconds),
+        };
+        let pool = UpstreamPool::new(name, servers, &addrs, *retries, timeouts, &ctx.health);
+        upstreams.insert(name.clone(), Arc::new(pool));
+    }
+    if !report.errors.is_empty() {
+        report.warnings = warnings;
+        return Err(report.into_errors());
+    }
+
+    let mut router = Router::default();
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, r) in config.routes.iter().enumerate() {
+        let RouteConfig {
+            path,
+            upstream,
+            auth_required,
+            host,
+            methods,
+            strip_prefix,
+            read_timeout_seconds,
+            write_timeout_seconds,
+            required_scopes,
+        } = r;
+        let pattern = Pattern::parse(path).expect("checked");
+        let narrowing = Narrowing {
+            host: host.as_ref().map(|h| h.to_ascii_lowercase().into()),
+            methods: methods.as_ref().map(|ms| {
+                ms.iter()
+                    .map(|m| Method::from_bytes(m.as_bytes()).expect("checked"))
+                    .collect()
+            }),
+        };
+        router.insert(&pattern, narrowing, i as u32);
+        let pool = upstreams[upstream].clone();
+        let mut timeouts = pool.timeouts;
+        if let Some(t) = read_timeout_seconds {
+            timeouts.read = secs(*t);
+        }
+        if let Some(t) = write_timeout_seconds {
+            timeouts.write = secs(*t);
+        }
+        routes.push(Route {
+            pattern: path.as_str().into(),
+            prefix: pattern.prefix.into(),
+            upstream: pool,
+            auth_required: *auth_required,
+            strip_prefix: *strip_prefix,
+            timeouts,
+            required_scopes: required_scopes.iter().map(|s| s.as_str().into()).collect(),
+        });
+    }
+
+    let response_headers = config
+        .response_headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).expect("checked"),
+                HeaderValue::from_str(v).expect("checked"),
+            )
+        })
+        .collect();
+
+    let a = &config.auth;
+    let auth = a.jwt_secret.is_some().then(|| {
+        Authenticator::new(&AuthSettings {
+            jwt_secret: a.jwt_secret.as_deref(),
+            leeway_seconds: a.leeway_seconds,
+            issuer: a.issuer.as_deref(),
+            audience: a.audience.as_deref(),
+        })
+    });
+
+    let table = RouteTable {
+        router,
+        routes: routes.into(),
+        upstreams,
+        response_headers,
+        auth,
+        hash,
+    };
+    Ok(Prepared {
+        table,
+        config,
+        warnings,
+    })
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}

@@ -1,0 +1,377 @@
+//! Reading a config file: text → interpolate `${VAR}` → JSON-schema check →
+//! typed [`model::FileConfig`] → semantic checks. Every problem is collected
+//! (not only the first) as a [`Diagnostic`] with file, line, column and field
+//! path. `gateway validate`, the start and every reload call [`load_file`]
+//! and then [`compile::compile`]: there is no second validation path.
+
+pub mod compile;
+pub mod diag;
+pub mod model;
+pub mod source;
+
+mod check;
+
+pub use diag::{ConfigErrors, Diagnostic, Severity};
+pub use model::FileConfig;
+
+use source::SourceMap;
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+/// The JSON schema of [`FileConfig`], as committed in `schema/gateway.schema.json`.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(FileConfig)).expect("schema serializes")
+}
+
+/// The schema as printed by `gateway schema` (pretty, trailing newline).
+pub fn schema_string() -> String {
+    let mut s = serde_json::to_string_pretty(&schema()).expect("schema serializes");
+    s.push('\n');
+    s
+}
+
+static SCHEMA: LazyLock<serde_json::Value> = LazyLock::new(schema);
+static VALIDATOR: LazyLock<jsonschema::Validator> =
+    LazyLock::new(|| jsonschema::validator_for(&SCHEMA).expect("generated schema is valid"));
+
+/// A file that passed every check: its typed config, warnings and identity.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: FileConfig,
+    pub warnings: Vec<Diagnostic>,
+    /// FNV-1a hash of the file's bytes: equal hashes mean nothing to reload.
+    pub hash: u64,
+    pub(crate) report: Reporter,
+}
+
+/// Builds diagnostics that point into one file.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    pub file: Arc<str>,
+    pub map: SourceMap,
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Reporter {
+    fn new(file: &str, text: &str) -> Self {
+        Reporter {
+            file: file.into(),
+            map: SourceMap::build(text),
+            errors: vec![],
+            warnings: vec![],
+        }
+    }
+
+    fn diag(
+        &self,
+        severity: Severity,
+        pos: source::Pos,
+        pointer: &str,
+        message: String,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity,
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.column,
+            path: diag::display_path(pointer, |p| {
+                let parent = &p[..p.rfind('/').unwrap_or(0)];
+                self.map.is_sequence(parent)
+            }),
+            message,
+        }
+    }
+
+    /// An error at the value under `pointer`.
+    pub fn error(&mut self, pointer: &str, message: impl Into<String>) {
+        let d = self.diag(
+            Severity::Error,
+            self.map.value(pointer),
+            pointer,
+            message.into(),
+        );
+        self.errors.push(d);
+    }
+
+    /// An error at the key of the entry under `pointer` (unknown fields).
+    pub fn error_at_key(&mut self, pointer: &str, message: impl Into<String>) {
+        let d = self.diag(
+            Severity::Error,
+            self.map.key(pointer),
+            pointer,
+            message.into(),
+        );
+        self.errors.push(d);
+    }
+
+    pub fn warning(&mut self, pointer: &str, message: impl Into<String>) {
+        let d = self.diag(
+            Severity::Warning,
+            self.map.value(pointer),
+            pointer,
+            message.into(),
+        );
+        self.warnings.push(d);
+    }
+
+    fn error_at(&mut self, pos: source::Pos, message: String) {
+        let d = self.diag(Severity::Error, pos, "", message);
+        self.errors.push(d);
+    }
+
+    pub fn into_errors(self) -> ConfigErrors {
+        ConfigErrors {
+            errors: self.errors,
+            warnings: self.warnings,
+        }
+    }
+}
+
+/// Reads and checks `path`. The file name in diagnostics is `path` as given.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&name, &text, &|k| std::env::var(k).ok()),
+        Err(e) => {
+            let mut r = Reporter::new(&name, "");
+            r.error_at(
+                source::Pos { line: 1, column: 1 },
+                format!("cannot read file: {e}"),
+            );
+            Err(r.into_errors())
+        }
+    }
+}
+
+/// Checks `text` as the content of file `name`, with `env` for `${VAR}`.
+pub fn load_str(
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigErrors> {
+    let mut r = Reporter::new(name, text);
+    let hash = fnv1a(text.as_bytes());
+
+    if text.trim().is_empty() {
+        r.error_at(source::Pos { line: 1, column: 1 }, "file is empty".into());
+        return Err(r.into_errors());
+    }
+    let mut yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| source::Pos {
+                    line: l.line(),
+                    column: l.column(),
+                })
+                .unwrap_or(source::Pos { line: 1, column: 1 });
+            r.error_at(
+                pos,
+                format!("invalid YAML: {}", strip_location(&e.to_string())),
+            );
+            return Err(r.into_errors());
+        }
+    };
+
+    let mut interp_errors = vec![];
+    source::interpolate(&mut yaml, &mut String::new(), env, &mut interp_errors);
+    for (pointer, msg) in interp_errors {
+        r.error(&pointer, msg);
+    }
+
+    let json: serde_json::Value = match serde_json::to_value(&yaml) {
+        Ok(v) => v,
+        Err(e) => {
+            r.error("", format!("unsupported YAML value: {e}"));
+            return Err(r.into_errors());
+        }
+    };
+
+    schema_errors(&json, &mut r);
+    if !r.errors.is_empty() {
+        return Err(r.into_errors());
+    }
+
+    let config: FileConfig = match serde_path_to_error::deserialize(&json) {
+        Ok(c) => c,
+        Err(e) => {
+            // The schema should have caught this; report it all the same.
+            let pointer = path_to_pointer(e.path());
+            r.error(&pointer, e.into_inner().to_string());
+            return Err(r.into_errors());
+        }
+    };
+
+    check::check(&config, &mut r);
+    if !r.errors.is_empty() {
+        return Err(r.into_errors());
+    }
+    let warnings = std::mem::take(&mut r.warnings);
+    Ok(Loaded {
+        config,
+        warnings,
+        hash,
+        report: r,
+    })
+}
+
+/// Runs the JSON schema over the document and turns each violation into a
+/// diagnostic; unknown fields get a did-you-mean suggestion.
+fn schema_errors(json: &serde_json::Value, r: &mut Reporter) {
+    for e in VALIDATOR.iter_errors(json) {
+        let pointer = e.instance_path().as_str().to_string();
+        match e.kind() {
+            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let schema_path = e.schema_path().as_str();
+                let parent = &schema_path[..schema_path.rfind('/').unwrap_or(0)];
+                let known: Vec<&str> = SCHEMA
+                    .pointer(&format!("{parent}/properties"))
+                    .and_then(|p| p.as_object())
+                    .map(|o| o.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                for name in unexpected {
+                    let field = format!("{pointer}/{}", diag::escape_segment(name));
+                    r.error_at_key(&field, unknown_field_message(name, &known));
+                }
+            }
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                let prop = property.as_str().unwrap_or("?");
+                r.error(&pointer, format!("missing required field \"{prop}\""));
+            }
+            _ => r.error(&pointer, e.to_string()),
+        }
+    }
+}
+
+/// `unknown field "x"`, with the closest known name when one is close.
+pub(crate) fn unknown_field_message(name: &str, known: &[&str]) -> String {
+    match did_you_mean(name, known) {
+        Some(s) => format!("unknown field \"{name}\", did you mean \"{s}\"?"),
+        None if known.is_empty() => format!("unknown field \"{name}\""),
+        None => format!(
+            "unknown field \"{name}\" (expected one of: {})",
+            known.join(", ")
+        ),
+    }
+}
+
+/// The known name closest to `name`, if it is close enough to be a typo.
+pub(crate) fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(name, k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut s = String::new();
+    for seg in path.iter() {
+        s.push('/');
+        match seg {
+            Segment::Seq { index } => s.push_str(&index.to_string()),
+            Segment::Map { key } => s.push_str(&diag::escape_segment(key)),
+            Segment::Enum { variant } => s.push_str(variant),
+            Segment::Unknown => s.push('?'),
+        }
+    }
+    s
+}
+
+/// serde_yaml appends " at line L column C"; the diagnostic already says so.
+fn strip_location(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: &str = include_str!("../../config/default.yaml");
+
+    fn load(text: &str) -> Result<Loaded, ConfigErrors> {
+        load_str("t.yaml", text, &|_| None)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        load(text)
+            .expect_err("should fail")
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let loaded = load(DEFAULT).unwrap();
+        assert_eq!(loaded.config.routes.len(), 6);
+        // The seed's secret is short: a warning, not an error.
+        assert!(loaded.warnings.iter().any(|w| w.path == "auth.jwt_secret"));
+    }
+
+    #[test]
+    fn unknown_field_suggests_the_closest() {
+        let text = DEFAULT.replace(
+            "  bind_address: \"0.0.0.0:6188\"",
+            "  bind_adress: \"0.0.0.0:6188\"",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("t.yaml:4:3: server.bind_adress: unknown field \"bind_adress\", did you mean \"bind_address\"?"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let text = DEFAULT
+            .replace("upstream: \"kline-service\"", "upstream: \"kline\"")
+            .replace("interval_seconds: 30", "interval_seconds: 0");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let errs = errors("server:\n  bind_address: [\n");
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("t.yaml:3:1: (document): invalid YAML"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unset_variable_is_named() {
+        let text = DEFAULT.replace("\"your-jwt-secret\"", "\"${JWT_SECRET}\"");
+        let errs = errors(&text);
+        assert!(
+            errs[0].contains("auth.jwt_secret: environment variable JWT_SECRET is not set"),
+            "{errs:?}"
+        );
+        let ok = load_str("t.yaml", &text, &|k| {
+            (k == "JWT_SECRET").then(|| "x".repeat(40))
+        })
+        .unwrap();
+        assert_eq!(
+            ok.config.auth.jwt_secret.as_deref(),
+            Some("x".repeat(40).as_str())
+        );
+        assert!(ok.warnings.is_empty());
+    }
+}

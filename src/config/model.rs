@@ -1,0 +1,418 @@
+//! The configuration *as written*: serde + schemars types, nothing else.
+//!
+//! These types mirror the YAML file one to one. They are never handed to the
+//! proxy: `compile` turns them into the runtime [`crate::routing::RouteTable`].
+//! Doc comments here become the JSON schema's descriptions (editors show
+//! them), so they state defaults and units.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// pingora-gateway configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pingora-gateway configuration")]
+pub struct FileConfig {
+    /// Process-level settings: listener, workers, upgrade and shutdown.
+    /// Changes here need a restart or a graceful upgrade (`systemctl reload`).
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Named groups of upstream servers; requests are balanced round robin
+    /// over each group's healthy servers.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Path routes. The most specific pattern wins, whatever the order here.
+    pub routes: Vec<RouteConfig>,
+    /// Active HTTP health checks of every upstream server.
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
+    /// Bearer-token (JWT) authentication for routes with `auth_required`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Log level and format.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Headers added to every response unless the upstream already set them.
+    /// Default: `X-Content-Type-Options: nosniff`, `X-Frame-Options: SAMEORIGIN`,
+    /// `Referrer-Policy: strict-origin-when-cross-origin`. Set `{}` to add none.
+    #[serde(default = "default_response_headers")]
+    pub response_headers: BTreeMap<String, String>,
+}
+
+/// Process-level settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the proxy listens on, `IP:PORT`. Default: `0.0.0.0:6188`.
+    #[serde(default = "default_bind")]
+    pub bind_address: String,
+    /// Number of proxy worker threads. Default: 4.
+    #[serde(default = "default_workers")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub worker_threads: usize,
+    /// Pid file written by `gateway run --daemon`. Default: `/tmp/pingora-gateway.pid`.
+    #[serde(default = "default_pid_file")]
+    pub pid_file: String,
+    /// Unix socket through which a new process (`gateway run --upgrade`)
+    /// takes over the listening sockets. Default: `/tmp/pingora-gateway-upgrade.sock`.
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: String,
+    /// Seconds an old process keeps serving in-flight requests after a
+    /// graceful upgrade or SIGTERM before it stops accepting. Default: 5.
+    #[serde(default = "default_grace_period")]
+    pub grace_period_seconds: u64,
+    /// Seconds allowed for services to shut down once the grace period ended. Default: 5.
+    #[serde(default = "default_shutdown_timeout")]
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Set `SO_REUSEPORT` on the listener, so that several processes can
+    /// share the port (the test harness uses it to reserve ports without
+    /// races). Default: false: a second gateway on the same port fails to start.
+    #[serde(default)]
+    pub reuse_port: bool,
+}
+
+/// One named group of servers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Servers as `HOST:PORT` (an IP or a name resolved when the file is loaded).
+    pub servers: Vec<String>,
+    /// Seconds to establish a TCP connection. Default: 2.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: f64,
+    /// Seconds to wait for each read from the upstream (response headers or
+    /// the next body chunk). Default: 60.
+    #[serde(default = "default_io_timeout")]
+    pub read_timeout_seconds: f64,
+    /// Seconds to wait for each write to the upstream. Default: 60.
+    #[serde(default = "default_io_timeout")]
+    pub write_timeout_seconds: f64,
+    /// Seconds an idle pooled upstream connection is kept. Default: 4, below
+    /// the 5 s after which Node.js (Next.js) servers close idle connections.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: f64,
+    /// How many other servers a request that could not connect is retried on.
+    /// Default: 1.
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+    /// Health-check settings for this upstream only; any subset of the global
+    /// `health_check` fields, the rest inherited.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckOverride>,
+}
+
+/// A path route.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path pattern. `/p/*` matches `/p`, `/p/` and everything below;
+    /// without `*` the path must match exactly; `/*` matches everything.
+    pub path: String,
+    /// Name of the upstream group (a key of `upstreams`).
+    pub upstream: String,
+    /// Whether a valid bearer token is required. Default: true.
+    #[serde(default = "default_true")]
+    pub auth_required: bool,
+    /// Only match requests for this host (the `Host` header, without port,
+    /// case-insensitive).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Only match these methods (e.g. `[GET, HEAD]`). Default: all.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Remove the pattern's prefix (the part before `/*`) before forwarding.
+    /// Default: false, the upstream sees the full path (Next.js `basePath`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Overrides the upstream's `read_timeout_seconds` for this route
+    /// (e.g. long-lived streams).
+    #[serde(default)]
+    pub read_timeout_seconds: Option<f64>,
+    /// Overrides the upstream's `write_timeout_seconds` for this route.
+    #[serde(default)]
+    pub write_timeout_seconds: Option<f64>,
+    /// Scopes the token must all carry (from `scope` or `scp`). Default: none.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+}
+
+/// Active HTTP health checks.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Whether servers are checked at all. Default: true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between checks of one server. Default: 10.
+    #[serde(default = "default_hc_interval")]
+    pub interval_seconds: f64,
+    /// Seconds a check may take (connect plus response headers). Default: 5.
+    #[serde(default = "default_hc_timeout")]
+    pub timeout_seconds: f64,
+    /// Consecutive passing checks that bring a server back. Default: 2.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: usize,
+    /// Consecutive failing checks that take a server out. Default: 3.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: usize,
+    /// Request path of the check. Default: `/health`.
+    #[serde(default = "default_hc_path")]
+    pub path: String,
+    /// Statuses that count as healthy. Default: `[200]`.
+    #[serde(default = "default_hc_codes")]
+    pub expected_status_codes: Vec<u16>,
+    /// HTTP method of the check. Default: `GET`.
+    #[serde(default = "default_hc_method")]
+    pub method: HealthCheckMethod,
+    /// Check over TLS. Default: false.
+    #[serde(default)]
+    pub use_https: bool,
+}
+
+/// Per-upstream health-check override: every field optional.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckOverride {
+    /// See `health_check.enabled`.
+    pub enabled: Option<bool>,
+    /// See `health_check.interval_seconds`.
+    pub interval_seconds: Option<f64>,
+    /// See `health_check.timeout_seconds`.
+    pub timeout_seconds: Option<f64>,
+    /// See `health_check.healthy_threshold`.
+    pub healthy_threshold: Option<usize>,
+    /// See `health_check.unhealthy_threshold`.
+    pub unhealthy_threshold: Option<usize>,
+    /// See `health_check.path`.
+    pub path: Option<String>,
+    /// See `health_check.expected_status_codes`.
+    pub expected_status_codes: Option<Vec<u16>>,
+    /// See `health_check.method`.
+    pub method: Option<HealthCheckMethod>,
+    /// See `health_check.use_https`.
+    pub use_https: Option<bool>,
+}
+
+/// HTTP method used by health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum HealthCheckMethod {
+    /// `GET`
+    #[serde(rename = "GET")]
+    Get,
+    /// `HEAD`
+    #[serde(rename = "HEAD")]
+    Head,
+}
+
+/// Authentication settings, with the oauth-service as the authority.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Shared secret for HS256/384/512 tokens. Supports `${JWT_SECRET}`.
+    /// Should be at least 32 bytes.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
+    /// Base URL of the OAuth 2.1 authority (the oauth-service).
+    #[serde(default)]
+    pub oauth_service_url: Option<String>,
+    /// Path on the authority of the RFC 7662 token introspection endpoint.
+    #[serde(default)]
+    pub token_validation_endpoint: Option<String>,
+    /// Seconds of clock skew tolerated for `exp` and `nbf`. Default: 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Expected `iss` claim; not checked when unset.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Expected `aud` claim (one of); not checked when unset.
+    #[serde(default)]
+    pub audience: Option<Vec<String>>,
+}
+
+/// Prometheus metrics listener.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve metrics at all; when false nothing listens. Default: true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Listener address, `IP:PORT`. Default: `0.0.0.0:9090`.
+    #[serde(default = "default_metrics_bind")]
+    pub bind_address: String,
+    /// Path of the Prometheus text exposition. Default: `/metrics`.
+    #[serde(default = "default_metrics_path")]
+    pub path: String,
+}
+
+/// Logging through `tracing`; `RUST_LOG` overrides `level`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Minimum level. Default: `info`.
+    #[serde(default = "default_log_level")]
+    pub level: LogLevel,
+    /// `json` (one JSON object per line) or `text`. Default: `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind_address: default_bind(),
+            worker_threads: default_workers(),
+            pid_file: default_pid_file(),
+            upgrade_sock: default_upgrade_sock(),
+            grace_period_seconds: default_grace_period(),
+            graceful_shutdown_timeout_seconds: default_shutdown_timeout(),
+            reuse_port: false,
+        }
+    }
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: default_hc_interval(),
+            timeout_seconds: default_hc_timeout(),
+            healthy_threshold: default_healthy_threshold(),
+            unhealthy_threshold: default_unhealthy_threshold(),
+            path: default_hc_path(),
+            expected_status_codes: default_hc_codes(),
+            method: default_hc_method(),
+            use_https: false,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_address: default_metrics_bind(),
+            path: default_metrics_path(),
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_bind() -> String {
+    "0.0.0.0:6188".into()
+}
+fn default_workers() -> usize {
+    4
+}
+fn default_pid_file() -> String {
+    "/tmp/pingora-gateway.pid".into()
+}
+fn default_upgrade_sock() -> String {
+    "/tmp/pingora-gateway-upgrade.sock".into()
+}
+fn default_grace_period() -> u64 {
+    5
+}
+fn default_shutdown_timeout() -> u64 {
+    5
+}
+fn default_connect_timeout() -> f64 {
+    2.0
+}
+fn default_io_timeout() -> f64 {
+    60.0
+}
+fn default_idle_timeout() -> f64 {
+    4.0
+}
+fn default_retries() -> usize {
+    1
+}
+fn default_hc_interval() -> f64 {
+    10.0
+}
+fn default_hc_timeout() -> f64 {
+    5.0
+}
+fn default_healthy_threshold() -> usize {
+    2
+}
+fn default_unhealthy_threshold() -> usize {
+    3
+}
+fn default_hc_path() -> String {
+    "/health".into()
+}
+fn default_hc_codes() -> Vec<u16> {
+    vec![200]
+}
+fn default_hc_method() -> HealthCheckMethod {
+    HealthCheckMethod::Get
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_metrics_bind() -> String {
+    "0.0.0.0:9090".into()
+}
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+fn default_log_level() -> LogLevel {
+    LogLevel::Info
+}
+pub(crate) fn default_response_headers() -> BTreeMap<String, String> {
+    [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}

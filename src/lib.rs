@@ -1,0 +1,19 @@
+//! pingora-gateway: an API gateway on Cloudflare's Pingora.
+//!
+//! ```text
+//! config file ─► config (as written: serde + schemars)
+//!             ─► config::compile (every error at once, FILE:LINE:COL: path: msg)
+//!             ─► RouteTable (matcher, upstream pools, auth keys, header values)
+//!             ─► ArcSwap ─► proxy (loads the table once per request)
+//! ```
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod standin;
+pub mod upstream;
+pub mod validate;

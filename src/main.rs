@@ -1,0 +1,51 @@
+//! `gateway`: parse the command line and dispatch; no logic here.
+
+use clap::Parser;
+use pingora_gateway::cli::{Cli, Command, RunArgs};
+use pingora_gateway::server::{RunOptions, StartError};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Schema) => {
+            print!("{}", pingora_gateway::config::schema_string());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Validate { files }) => {
+            if pingora_gateway::validate::validate_files(&files, &mut std::io::stdout()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let RunArgs {
+        config,
+        daemon,
+        upgrade,
+    } = args;
+    match pingora_gateway::server::run(RunOptions {
+        config,
+        daemon,
+        upgrade,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Config(errors)) => {
+            for d in errors.warnings.iter().chain(&errors.errors) {
+                eprintln!("{d}");
+            }
+            eprintln!("gateway: configuration is invalid, not starting");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! The Pingora `ProxyHttp` implementation: the request path.
+//!
+//! Per request: load the current [`RouteTable`] once (`new_ctx`) and keep it
+//! in the context; normalize the path; match; authenticate; pick a server;
+//! forward with `X-Forwarded-*` and `X-Request-Id`; decorate the response.
+//! Errors the gateway produces itself are JSON and go through [`respond_error`].
+
+use crate::auth::{self, AuthError};
+use crate::routing::{PathError, Route, RouteTable, normalize_path, strip_prefix};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// The gateway's proxy logic. Cheap to share: all state is in the table.
+pub struct Gateway {
+    table: Arc<ArcSwap<RouteTable>>,
+    ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
+        Gateway {
+            table,
+            ids: RequestIds::new(),
+        }
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    /// The table this request started with; kept until it ends.
+    table: Arc<RouteTable>,
+    route: Option<usize>,
+    request_id: HeaderValue,
+    /// The normalized path when it differs from what is now in the request
+    /// (normalization or `strip_prefix` changed it), for the access log.
+    logged_path: Option<String>,
+    /// Servers this request failed to connect to (they are not tried again).
+    failed: Vec<SocketAddr>,
+    server: Option<SocketAddr>,
+    started: Instant,
+    subject: Option<String>,
+}
+
+impl Ctx {
+    fn route(&self) -> Option<&Route> {
+        self.route.map(|i| &self.table.routes[i])
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            table: self.table.load_full(),
+            route: None,
+            request_id: HeaderValue::from_static(""),
+            logged_path: None,
+            failed: Vec::new(),
+            server: None,
+            started: Instant::now(),
+            subject: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+            Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
+            _ => self.ids.next(),
+        };
+        {
+            let req = session.req_header_mut();
+            for h in auth::IDENTITY_HEADERS {
+                req.remove_header(h);
+            }
+        }
+
+        // The URI is refcounted: cloning it lets `path` outlive changes to the request.
+        let uri = session.req_header().uri.clone();
+        let raw_path = uri.path();
+        let path = match normalize_path(raw_path) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = path_error_message(e);
+                respond_error(session, ctx, StatusCode::BAD_REQUEST, msg, &[]).await?;
+                return Ok(true);
+            }
+        };
+        if let std::borrow::Cow::Owned(p) = &path {
+            ctx.logged_path = Some(p.clone());
+        }
+        let table = ctx.table.clone();
+        let found = {
+            let req = session.req_header();
+            table.lookup(&path, request_host(req), &req.method)
+        };
+        let Some((route_idx, route)) = found else {
+            respond_error(
+                session,
+                ctx,
+                StatusCode::NOT_FOUND,
+                "no route for this path",
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        };
+        ctx.route = Some(route_idx);
+
+        if route.auth_required {
+            if let Err(e) = authenticate(session, &table, route, ctx) {
+                let (status, challenge) = challenge(e);
+                tracing::info!(
+                    request_id = ctx.request_id.to_str().unwrap_or(""),
+                    route = %route.pattern,
+                    reason = e.reason(),
+                    "request not authenticated"
+                );
+                respond_error(
+                    session,
+                    ctx,
+                    status,
+                    e.to_string().as_str(),
+                    &[(header::WWW_AUTHENTICATE, challenge)],
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+
+        // Forward the normalized path (minus the route's prefix if asked).
+        let forwarded = if route.strip_prefix {
+            strip_prefix(&path, &route.prefix)
+        } else {
+            &path
+        };
+        if forwarded != raw_path {
+            let query = uri.query();
+            let mut pq = String::with_capacity(forwarded.len() + query.map_or(0, |q| q.len() + 1));
+            pq.push_str(forwarded);
+            if let Some(q) = query {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            let uri = http::Uri::builder()
+                .path_and_query(pq)
+                .build()
+                .map_err(|_| Error::new(ErrorType::InvalidHTTPHeader))?;
+            if ctx.logged_path.is_none() {
+                ctx.logged_path = Some(path.into_owned());
+            }
+            session.req_header_mut().set_uri(uri);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route().expect("routed in request_filter");
+        let failed = &ctx.failed;
+        let Some(peer) = route.upstream.select(|a| failed.contains(a)) else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy server available",
+            ));
+        };
+        let mut peer = Box::new(peer.clone());
+        peer.options.read_timeout = Some(route.timeouts.read);
+        peer.options.write_timeout = Some(route.timeouts.write);
+        ctx.server = Some(peer._address.clone());
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent yet: try another server of the same upstream.
+        ctx.failed.push(peer._address.clone());
+        let retries = ctx.route().map_or(0, |r| r.upstream.retries);
+        if ctx.failed.len() <= retries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        if let Some(ip) = client_ip {
+            let xff = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip,
+            };
+            req.insert_header("x-forwarded-for", xff)?;
+        }
+        req.insert_header("x-forwarded-proto", "http")?;
+        if let Some(host) = req.headers.get(header::HOST).cloned() {
+            req.insert_header("x-forwarded-host", host)?;
+        }
+        req.insert_header("x-request-id", ctx.request_id.clone())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
+        for (name, value) in ctx.table.response_headers.iter() {
+            if !resp.headers.contains_key(name) {
+                resp.append_header(name.clone(), value.clone())?;
+            }
+        }
+        if resp.status.is_redirection() {
+            if let (Some(server), Some(loc)) = (&ctx.server, resp.headers.get(header::LOCATION)) {
+                if let Some(new) = rewrite_location(
+                    loc.as_bytes(),
+                    server,
+                    request_host_raw(session.req_header()),
+                ) {
+                    resp.insert_header(header::LOCATION, new)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, msg) = error_status(e);
+        let mut extra: Vec<(header::HeaderName, HeaderValue)> = vec![];
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            extra.push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        let code = if status.as_u16() == 0 || downstream_gone(e) {
+            0
+        } else {
+            if respond_error(session, ctx, status, msg, &extra)
+                .await
+                .is_err()
+            {
+                tracing::debug!("could not send the error response");
+            }
+            status.as_u16()
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let path = ctx.logged_path.as_deref().unwrap_or_else(|| req.uri.path());
+        let route = ctx.route();
+        let server = match (route, &ctx.server) {
+            (Some(r), Some(s)) => r.upstream.server_label(s),
+            _ => "",
+        };
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            path,
+            route = route.map_or("", |r| &r.pattern),
+            upstream = route.map_or("", |r| &r.upstream.name),
+            server,
+            status,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            bytes = session.body_bytes_sent(),
+            request_id = ctx.request_id.to_str().unwrap_or(""),
+            user = ctx.subject.as_deref().unwrap_or(""),
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+}
+
+/// Checks the bearer token of a protected route and passes the identity on.
+fn authenticate(
+    session: &mut Session,
+    table: &RouteTable,
+    route: &Route,
+    ctx: &mut Ctx,
+) -> std::result::Result<(), AuthError> {
+    let auth = table.auth.as_ref().ok_or(AuthError::Missing)?;
+    let token = auth::bearer_token(&session.req_header().headers).ok_or(AuthError::Missing)?;
+    let id = auth.verify(token)?;
+    if !route
+        .required_scopes
+        .iter()
+        .all(|s| id.scopes.iter().any(|have| have == &**s))
+    {
+        return Err(AuthError::Scope);
+    }
+    let req = session.req_header_mut();
+    if let Some(sub) = &id.subject {
+        let _ = req.insert_header("x-user-id", sub.as_str());
+    }
+    if !id.scopes.is_empty() {
+        let _ = req.insert_header("x-user-scopes", id.scopes.join(" "));
+    }
+    if let Some(c) = &id.client_id {
+        let _ = req.insert_header("x-client-id", c.as_str());
+    }
+    ctx.subject = id.subject;
+    Ok(())
+}
+
+/// Status and `WWW-Authenticate` value for a refusal (RFC 6750 §3).
+fn challenge(e: AuthError) -> (StatusCode, HeaderValue) {
+    match e {
+        AuthError::Missing => (
+            StatusCode::UNAUTHORIZED,
+            HeaderValue::from_static("Bearer realm=\"pingora-gateway\""),
+        ),
+        AuthError::Scope => (
+            StatusCode::FORBIDDEN,
+            HeaderValue::from_static(
+                "Bearer realm=\"pingora-gateway\", error=\"insufficient_scope\"",
+            ),
+        ),
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            HeaderValue::from_static("Bearer realm=\"pingora-gateway\", error=\"invalid_token\""),
+        ),
+    }
+}
+
+/// Writes `{"error": msg, "request_id": id}` with `status`.
+pub async fn respond_error(
+    session: &mut Session,
+    ctx: &Ctx,
+    status: StatusCode,
+    msg: &str,
+    extra: &[(header::HeaderName, HeaderValue)],
+) -> Result<()> {
+    let body = serde_json::json!({
+        "error": msg,
+        "request_id": ctx.request_id.to_str().unwrap_or(""),
+    })
+    .to_string();
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header("x-request-id", ctx.request_id.clone())?;
+    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    for (k, v) in extra {
+        resp.insert_header(k.clone(), v.clone())?;
+    }
+    for (name, value) in ctx.table.response_headers.iter() {
+        resp.append_header(name.clone(), value.clone())?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Maps a proxy error to the status the client sees.
+fn error_status(e: &Error) -> (StatusCode, &'static str) {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(503) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy server available",
+        ),
+        HTTPStatus(code) => (
+            StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY),
+            "request failed",
+        ),
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+        }
+        ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => {
+            (StatusCode::BAD_GATEWAY, "upstream refused the connection")
+        }
+        _ => match e.esource() {
+            pingora_error::ErrorSource::Upstream => {
+                (StatusCode::BAD_GATEWAY, "upstream broke the protocol")
+            }
+            pingora_error::ErrorSource::Downstream => (StatusCode::BAD_REQUEST, "bad request"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        },
+    }
+}
+
+/// The client went away: nothing can be written.
+fn downstream_gone(e: &Error) -> bool {
+    matches!(e.esource(), pingora_error::ErrorSource::Downstream)
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        )
+}
+
+fn path_error_message(e: PathError) -> &'static str {
+    match e {
+        PathError::NotAbsolute => "path must start with '/'",
+        PathError::EncodedSeparator => "encoded slash or backslash in path",
+        PathError::Backslash => "backslash in path",
+        PathError::Nul => "NUL byte in path",
+        PathError::BadPercent => "malformed percent-encoding in path",
+        PathError::AboveRoot => "path climbs above the root",
+    }
+}
+
+/// The request's host without port (`Host` header, else the URI authority).
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    let raw = request_host_raw(req)?;
+    Some(match raw.rfind(':') {
+        Some(i) if !raw.ends_with(']') => &raw[..i],
+        _ => raw,
+    })
+}
+
+/// The request's host as sent, with port if any.
+fn request_host_raw(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// Rewrites a `Location` pointing at the upstream server itself (as Next.js
+/// emits `http://localhost:3002/...`) to the host the client used, as nginx's
+/// `proxy_redirect default` does. Other locations are left alone.
+pub fn rewrite_location(
+    loc: &[u8],
+    server: &SocketAddr,
+    client_host: Option<&str>,
+) -> Option<String> {
+    let client_host = client_host?;
+    let server = server.as_inet()?;
+    let loc = std::str::from_utf8(loc).ok()?;
+    let rest = loc.strip_prefix("http://")?;
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !authority.ends_with(']') => (h, p.parse::<u16>().ok()?),
+        _ => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let is_server = port == server.port()
+        && (host.eq_ignore_ascii_case("localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+                ip == server.ip() || ip.is_loopback() && server.ip().is_loopback()
+            }));
+    is_server.then(|| {
+        format!(
+            "http://{client_host}{}",
+            if tail.is_empty() { "/" } else { tail }
+        )
+    })
+}
+
+/// A client-supplied request id is kept only if it is short and plain.
+fn valid_request_id(v: &[u8]) -> bool {
+    (1..=128).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Unique request ids: a random per-process prefix and a mixed counter,
+/// 32 hex digits, no lock and no system call per request.
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        RequestIds {
+            prefix: h.finish(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // splitmix64 is a bijection: distinct counters give distinct ids.
+        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let mut buf = [0u8; 32];
+        hex(self.prefix, &mut buf[..16]);
+        hex(z, &mut buf[16..]);
+        HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
+    }
+}
+
+fn hex(mut v: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        SocketAddr::Inet(s.parse().unwrap())
+    }
+
+    #[test]
+    fn rewrites_locations_that_point_at_the_upstream() {
+        let s = addr("127.0.0.1:3002");
+        let rw = |l: &str| rewrite_location(l.as_bytes(), &s, Some("gw.example:6188"));
+        assert_eq!(
+            rw("http://localhost:3002/login?x=1").as_deref(),
+            Some("http://gw.example:6188/login?x=1")
+        );
+        assert_eq!(
+            rw("http://127.0.0.1:3002").as_deref(),
+            Some("http://gw.example:6188/")
+        );
+        assert_eq!(rw("http://localhost:3003/x"), None);
+        assert_eq!(rw("https://localhost:3002/x"), None);
+        assert_eq!(rw("http://example.com/x"), None);
+        assert_eq!(rw("/relative"), None);
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_well_formed() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(valid_request_id(a.as_bytes()));
+        assert!(!valid_request_id(b"has space"));
+        assert!(!valid_request_id(&[b'a'; 129]));
+        assert!(!valid_request_id(b""));
+    }
+}
