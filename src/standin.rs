@@ -8,7 +8,8 @@
 //! - `…/sleep/MS` answers after MS milliseconds;
 //! - `…/status/CODE` answers with CODE;
 //! - `…/redirect` answers 302 to `http://localhost:PORT/target`, as Next.js does;
-//! - anything else echoes method, path, query, headers and body size as JSON.
+//! - anything else echoes method, path, query, headers and body size as JSON
+//!   (`?respond_header=NAME:VALUE` adds a response header).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -137,7 +138,22 @@ async fn handle(
         "headers": headers,
         "body_bytes": body_len,
     });
-    Ok(json(StatusCode::OK, &echo))
+    let mut r = json(StatusCode::OK, &echo);
+    // `?respond_header=NAME:VALUE` sets a response header (header-precedence tests).
+    for kv in query.split('&') {
+        if let Some((name, value)) = kv
+            .strip_prefix("respond_header=")
+            .and_then(|v| v.split_once(':'))
+        {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                r.headers_mut().insert(n, v);
+            }
+        }
+    }
+    Ok(r)
 }
 
 fn segment_after(path: &str, name: &str) -> Option<u64> {

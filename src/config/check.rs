@@ -107,23 +107,15 @@ fn listen_addr(value: &str, pointer: &str, r: &mut Reporter) -> Option<SocketAdd
     }
 }
 
-fn positive(value: f64, pointer: &str, r: &mut Reporter) {
-    if !(value.is_finite() && value > 0.0) {
-        r.error(
-            pointer,
-            format!("must be a positive number of seconds, got {value}"),
-        );
-    }
-}
-
 fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
     let base = format!("/upstreams/{}", super::diag::escape_segment(name));
     let UpstreamConfig {
         servers,
-        connect_timeout_seconds,
-        read_timeout_seconds,
-        write_timeout_seconds,
-        idle_timeout_seconds,
+        // Positive timeouts and thresholds are schema rules (exclusiveMinimum, minimum).
+        connect_timeout_seconds: _,
+        read_timeout_seconds: _,
+        write_timeout_seconds: _,
+        idle_timeout_seconds: _,
         retries: _,
         health_check,
     } = u;
@@ -142,58 +134,21 @@ fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
             r.error(&p, format!("server \"{s}\" is listed twice"));
         }
     }
-    positive(
-        *connect_timeout_seconds,
-        &format!("{base}/connect_timeout_seconds"),
-        r,
-    );
-    positive(
-        *read_timeout_seconds,
-        &format!("{base}/read_timeout_seconds"),
-        r,
-    );
-    positive(
-        *write_timeout_seconds,
-        &format!("{base}/write_timeout_seconds"),
-        r,
-    );
-    positive(
-        *idle_timeout_seconds,
-        &format!("{base}/idle_timeout_seconds"),
-        r,
-    );
     if let Some(o) = health_check {
         let HealthCheckOverride {
             enabled: _,
-            interval_seconds,
-            timeout_seconds,
-            healthy_threshold,
-            unhealthy_threshold,
+            interval_seconds: _,
+            timeout_seconds: _,
+            healthy_threshold: _,
+            unhealthy_threshold: _,
             path,
-            expected_status_codes,
+            expected_status_codes: _,
             method: _,
             use_https: _,
         } = o;
         let hc = format!("{base}/health_check");
-        if let Some(v) = interval_seconds {
-            positive(*v, &format!("{hc}/interval_seconds"), r);
-        }
-        if let Some(v) = timeout_seconds {
-            positive(*v, &format!("{hc}/timeout_seconds"), r);
-        }
-        for (field, v) in [
-            ("healthy_threshold", healthy_threshold),
-            ("unhealthy_threshold", unhealthy_threshold),
-        ] {
-            if *v == Some(0) {
-                r.error(&format!("{hc}/{field}"), "must be at least 1");
-            }
-        }
         if let Some(p) = path {
             check_hc_path(p, &format!("{hc}/path"), r);
-        }
-        if let Some(codes) = expected_status_codes {
-            check_codes(codes, &format!("{hc}/expected_status_codes"), r);
         }
     }
 }
@@ -222,8 +177,8 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
             host,
             methods,
             strip_prefix: _,
-            read_timeout_seconds,
-            write_timeout_seconds,
+            read_timeout_seconds: _,
+            write_timeout_seconds: _,
             required_scopes,
         } = route;
         if let Err(msg) = Pattern::parse(path) {
@@ -281,12 +236,6 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
         } else {
             seen.insert(key, i);
         }
-        if let Some(v) = read_timeout_seconds {
-            positive(*v, &format!("{base}/read_timeout_seconds"), r);
-        }
-        if let Some(v) = write_timeout_seconds {
-            positive(*v, &format!("{base}/write_timeout_seconds"), r);
-        }
         for (j, s) in required_scopes.iter().enumerate() {
             if s.is_empty() || s.contains(' ') {
                 r.error(
@@ -311,31 +260,19 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
 }
 
 fn check_health(h: &HealthCheckConfig, r: &mut Reporter) {
+    // Intervals, timeouts, thresholds and status codes are schema rules.
     let HealthCheckConfig {
         enabled: _,
-        interval_seconds,
-        timeout_seconds,
-        healthy_threshold,
-        unhealthy_threshold,
+        interval_seconds: _,
+        timeout_seconds: _,
+        healthy_threshold: _,
+        unhealthy_threshold: _,
         path,
-        expected_status_codes,
+        expected_status_codes: _,
         method: _,
         use_https: _,
     } = h;
-    positive(*interval_seconds, "/health_check/interval_seconds", r);
-    positive(*timeout_seconds, "/health_check/timeout_seconds", r);
-    if *healthy_threshold == 0 {
-        r.error("/health_check/healthy_threshold", "must be at least 1");
-    }
-    if *unhealthy_threshold == 0 {
-        r.error("/health_check/unhealthy_threshold", "must be at least 1");
-    }
     check_hc_path(path, "/health_check/path", r);
-    check_codes(
-        expected_status_codes,
-        "/health_check/expected_status_codes",
-        r,
-    );
 }
 
 fn check_hc_path(path: &str, pointer: &str, r: &mut Reporter) {
@@ -344,20 +281,6 @@ fn check_hc_path(path: &str, pointer: &str, r: &mut Reporter) {
             pointer,
             format!("\"{path}\" must be a path starting with '/'"),
         );
-    }
-}
-
-fn check_codes(codes: &[u16], pointer: &str, r: &mut Reporter) {
-    if codes.is_empty() {
-        r.error(pointer, "list at least one status code");
-    }
-    for (i, c) in codes.iter().enumerate() {
-        if !(100..=599).contains(c) {
-            r.error(
-                &format!("{pointer}/{i}"),
-                format!("{c} is not an HTTP status code (100-599)"),
-            );
-        }
     }
 }
 

@@ -120,7 +120,10 @@ impl Reporter {
         self.errors.push(d);
     }
 
-    pub fn into_errors(self) -> ConfigErrors {
+    pub fn into_errors(mut self) -> ConfigErrors {
+        let by_position = |d: &Diagnostic| (d.line, d.column);
+        self.errors.sort_by_key(by_position);
+        self.warnings.sort_by_key(by_position);
         ConfigErrors {
             errors: self.errors,
             warnings: self.warnings,
@@ -239,6 +242,16 @@ fn schema_errors(json: &serde_json::Value, r: &mut Reporter) {
             jsonschema::error::ValidationErrorKind::Required { property } => {
                 let prop = property.as_str().unwrap_or("?");
                 r.error(&pointer, format!("missing required field \"{prop}\""));
+            }
+            jsonschema::error::ValidationErrorKind::Enum { options } => {
+                let choices: Vec<String> = options
+                    .as_array()
+                    .map(|a| a.iter().map(|o| o.to_string()).collect())
+                    .unwrap_or_default();
+                r.error(
+                    &pointer,
+                    format!("{} is not one of {}", e.instance(), choices.join(", ")),
+                );
             }
             _ => r.error(&pointer, e.to_string()),
         }

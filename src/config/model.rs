@@ -82,17 +82,21 @@ pub struct UpstreamConfig {
     pub servers: Vec<String>,
     /// Seconds to establish a TCP connection. Default: 2.
     #[serde(default = "default_connect_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub connect_timeout_seconds: f64,
     /// Seconds to wait for each read from the upstream (response headers or
     /// the next body chunk). Default: 60.
     #[serde(default = "default_io_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub read_timeout_seconds: f64,
     /// Seconds to wait for each write to the upstream. Default: 60.
     #[serde(default = "default_io_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub write_timeout_seconds: f64,
     /// Seconds an idle pooled upstream connection is kept. Default: 4, below
     /// the 5 s after which Node.js (Next.js) servers close idle connections.
     #[serde(default = "default_idle_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub idle_timeout_seconds: f64,
     /// How many other servers a request that could not connect is retried on.
     /// Default: 1.
@@ -130,9 +134,11 @@ pub struct RouteConfig {
     /// Overrides the upstream's `read_timeout_seconds` for this route
     /// (e.g. long-lived streams).
     #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub read_timeout_seconds: Option<f64>,
     /// Overrides the upstream's `write_timeout_seconds` for this route.
     #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub write_timeout_seconds: Option<f64>,
     /// Scopes the token must all carry (from `scope` or `scp`). Default: none.
     #[serde(default)]
@@ -148,21 +154,26 @@ pub struct HealthCheckConfig {
     pub enabled: bool,
     /// Seconds between checks of one server. Default: 10.
     #[serde(default = "default_hc_interval")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub interval_seconds: f64,
     /// Seconds a check may take (connect plus response headers). Default: 5.
     #[serde(default = "default_hc_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_seconds: f64,
     /// Consecutive passing checks that bring a server back. Default: 2.
     #[serde(default = "default_healthy_threshold")]
+    #[schemars(range(min = 1))]
     pub healthy_threshold: usize,
     /// Consecutive failing checks that take a server out. Default: 3.
     #[serde(default = "default_unhealthy_threshold")]
+    #[schemars(range(min = 1))]
     pub unhealthy_threshold: usize,
     /// Request path of the check. Default: `/health`.
     #[serde(default = "default_hc_path")]
     pub path: String,
     /// Statuses that count as healthy. Default: `[200]`.
     #[serde(default = "default_hc_codes")]
+    #[schemars(length(min = 1), inner(range(min = 100, max = 599)))]
     pub expected_status_codes: Vec<u16>,
     /// HTTP method of the check. Default: `GET`.
     #[serde(default = "default_hc_method")]
@@ -179,16 +190,21 @@ pub struct HealthCheckOverride {
     /// See `health_check.enabled`.
     pub enabled: Option<bool>,
     /// See `health_check.interval_seconds`.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub interval_seconds: Option<f64>,
     /// See `health_check.timeout_seconds`.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_seconds: Option<f64>,
     /// See `health_check.healthy_threshold`.
+    #[schemars(range(min = 1))]
     pub healthy_threshold: Option<usize>,
     /// See `health_check.unhealthy_threshold`.
+    #[schemars(range(min = 1))]
     pub unhealthy_threshold: Option<usize>,
     /// See `health_check.path`.
     pub path: Option<String>,
     /// See `health_check.expected_status_codes`.
+    #[schemars(length(min = 1), inner(range(min = 100, max = 599)))]
     pub expected_status_codes: Option<Vec<u16>>,
     /// See `health_check.method`.
     pub method: Option<HealthCheckMethod>,
@@ -199,10 +215,8 @@ pub struct HealthCheckOverride {
 /// HTTP method used by health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum HealthCheckMethod {
-    /// `GET`
     #[serde(rename = "GET")]
     Get,
-    /// `HEAD`
     #[serde(rename = "HEAD")]
     Head,
 }

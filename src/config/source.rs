@@ -292,7 +292,7 @@ mod tests {
             m.value("/routes/0/upstream"),
             Pos {
                 line: 4,
-                column: 32
+                column: 29
             }
         );
         assert_eq!(

@@ -1,0 +1,297 @@
+//! Test harness: real upstream servers on 127.0.0.1:0, the real `gateway`
+//! binary as a child process, temp config files, and condition waits.
+//!
+//! Ports: upstreams bind port 0 and report `local_addr()`. The gateway's own
+//! ports are reserved race-free by a socket bound (not listening) with
+//! `SO_REUSEPORT`; the gateway binds the same port with `server.reuse_port`.
+#![allow(dead_code)]
+
+use pingora_gateway::standin::{StandinState, serve};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+/// A stand-in app on an ephemeral port, stopped when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub state: Arc<StandinState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = StandinState::new(name);
+        let task = tokio::spawn(serve(listener, state.clone()));
+        Upstream { addr, state, task }
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A port held by a bound, non-listening `SO_REUSEPORT` socket: nothing
+/// else can take it, connections to it are refused until the gateway listens.
+pub struct ReservedPort {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+pub fn reserve_port() -> ReservedPort {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    ReservedPort { port, _socket: s }
+}
+
+/// A port nothing listens on: connections are refused (502 tests).
+pub fn refused_addr() -> (SocketAddr, ReservedPort) {
+    let r = reserve_port();
+    (SocketAddr::from(([127, 0, 0, 1], r.port)), r)
+}
+
+/// The gateway binary running on a temp config.
+pub struct Gateway {
+    pub port: u16,
+    pub metrics_port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+    _ports: Vec<ReservedPort>,
+}
+
+/// The `server:` section the harness adds to every test config.
+pub fn server_section(port: u16, dir: &Path) -> String {
+    format!(
+        "server:\n  bind_address: \"127.0.0.1:{port}\"\n  worker_threads: 2\n  reuse_port: true\n  pid_file: \"{d}/gw.pid\"\n  upgrade_sock: \"{d}/upgrade.sock\"\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n",
+        d = dir.display()
+    )
+}
+
+impl Gateway {
+    /// Starts the gateway on `body` (a config without `server:`; a
+    /// `metrics:` section is added on a reserved port unless present) and
+    /// waits until it accepts connections.
+    pub fn start(body: &str) -> Gateway {
+        let gw = Self::spawn(body, &[]);
+        gw.wait_listening();
+        gw
+    }
+
+    /// Like [`Gateway::start`] with extra environment, without waiting.
+    pub fn spawn(body: &str, env: &[(&str, &str)]) -> Gateway {
+        let proxy = reserve_port();
+        let metrics = reserve_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gateway.yaml");
+        let log_path = dir.path().join("gateway.log");
+        std::fs::write(
+            &config_path,
+            Self::render(body, proxy.port, metrics.port, dir.path()),
+        )
+        .unwrap();
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args(["run", "--config"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        Gateway {
+            port: proxy.port,
+            metrics_port: metrics.port,
+            dir,
+            config_path,
+            log_path,
+            child: Some(child),
+            _ports: vec![proxy, metrics],
+        }
+    }
+
+    /// The full config text for `body`.
+    pub fn render(body: &str, port: u16, metrics_port: u16, dir: &Path) -> String {
+        let mut text = server_section(port, dir);
+        text.push_str(&body.replace("{metrics_port}", &metrics_port.to_string()));
+        if !body.contains("metrics:") {
+            text.push_str(&format!(
+                "\nmetrics:\n  enabled: true\n  bind_address: \"127.0.0.1:{metrics_port}\"\n"
+            ));
+        }
+        text
+    }
+
+    /// Rewrites the config file (for reload tests), keeping the harness's sections.
+    pub fn write_config(&self, body: &str) {
+        std::fs::write(
+            &self.config_path,
+            Self::render(body, self.port, self.metrics_port, self.dir.path()),
+        )
+        .unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.metrics_port, path)
+    }
+
+    pub fn wait_listening(&self) {
+        let port = self.port;
+        wait_for(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .unwrap_or_else(|_| panic!("gateway did not listen; log:\n{}", self.log()));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async version of [`wait_for`].
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// An HS256 token signed with [`SECRET`].
+pub fn token(claims: serde_json::Value) -> String {
+    token_with(SECRET, claims)
+}
+
+pub fn token_with(secret: &str, mut claims: serde_json::Value) -> String {
+    if claims.get("exp").is_none() {
+        claims["exp"] = (now() + 3600).into();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sends `request` verbatim (paths no client library would send) and
+/// returns the status and the whole response text.
+pub fn raw_request(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// `GET path` with `Connection: close` and optional extra header lines.
+pub fn raw_get(port: u16, path: &str, extra: &str) -> (u16, String) {
+    raw_request(
+        port,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
+        ),
+    )
+}
+
+/// The JSON body at the end of a raw response.
+pub fn raw_json(text: &str) -> serde_json::Value {
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
+}
