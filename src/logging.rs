@@ -16,10 +16,10 @@ pub struct LogHandle {
 impl LogHandle {
     /// Applies `level` unless `RUST_LOG` pinned the filter at start.
     pub fn set_level(&self, level: &str) {
-        if let Some(h) = &self.handle {
-            if let Ok(f) = EnvFilter::try_new(level) {
-                let _ = h.reload(f);
-            }
+        if let Some(h) = &self.handle
+            && let Ok(f) = EnvFilter::try_new(level)
+        {
+            let _ = h.reload(f);
         }
     }
 }

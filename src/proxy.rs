@@ -118,25 +118,25 @@ impl ProxyHttp for Gateway {
         };
         ctx.route = Some(route_idx);
 
-        if route.auth_required {
-            if let Err(e) = authenticate(session, &table, route, ctx) {
-                let (status, challenge) = challenge(e);
-                tracing::info!(
-                    request_id = ctx.request_id.to_str().unwrap_or(""),
-                    route = %route.pattern,
-                    reason = e.reason(),
-                    "request not authenticated"
-                );
-                respond_error(
-                    session,
-                    ctx,
-                    status,
-                    e.to_string().as_str(),
-                    &[(header::WWW_AUTHENTICATE, challenge)],
-                )
-                .await?;
-                return Ok(true);
-            }
+        if route.auth_required
+            && let Err(e) = authenticate(session, &table, route, ctx)
+        {
+            let (status, challenge) = challenge(e);
+            tracing::info!(
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+                route = %route.pattern,
+                reason = e.reason(),
+                "request not authenticated"
+            );
+            respond_error(
+                session,
+                ctx,
+                status,
+                e.to_string().as_str(),
+                &[(header::WWW_AUTHENTICATE, challenge)],
+            )
+            .await?;
+            return Ok(true);
         }
 
         // Forward the normalized path (minus the route's prefix if asked).
@@ -238,16 +238,15 @@ impl ProxyHttp for Gateway {
                 resp.append_header(name.clone(), value.clone())?;
             }
         }
-        if resp.status.is_redirection() {
-            if let (Some(server), Some(loc)) = (&ctx.server, resp.headers.get(header::LOCATION)) {
-                if let Some(new) = rewrite_location(
-                    loc.as_bytes(),
-                    server,
-                    request_host_raw(session.req_header()),
-                ) {
-                    resp.insert_header(header::LOCATION, new)?;
-                }
-            }
+        if resp.status.is_redirection()
+            && let (Some(server), Some(loc)) = (&ctx.server, resp.headers.get(header::LOCATION))
+            && let Some(new) = rewrite_location(
+                loc.as_bytes(),
+                server,
+                request_host_raw(session.req_header()),
+            )
+        {
+            resp.insert_header(header::LOCATION, new)?;
         }
         Ok(())
     }

@@ -244,10 +244,8 @@ impl Router {
                 }
             }
         }
-        if complete {
-            if let Some(i) = pick(&node.exact) {
-                return Some(i);
-            }
+        if complete && let Some(i) = pick(&node.exact) {
+            return Some(i);
         }
         best
     }
@@ -260,7 +258,7 @@ fn segments(prefix: &str) -> impl Iterator<Item = &str> {
 /// The path the upstream sees when a route strips its prefix.
 pub fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
     match path.strip_prefix(prefix) {
-        Some(rest) if rest.is_empty() => "/",
+        Some("") => "/",
         Some(rest) if rest.starts_with('/') => rest,
         _ => path,
     }

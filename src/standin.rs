@@ -144,13 +144,12 @@ async fn handle(
         if let Some((name, value)) = kv
             .strip_prefix("respond_header=")
             .and_then(|v| v.split_once(':'))
-        {
-            if let (Ok(n), Ok(v)) = (
+            && let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_str(value),
-            ) {
-                r.headers_mut().insert(n, v);
-            }
+            )
+        {
+            r.headers_mut().insert(n, v);
         }
     }
     Ok(r)

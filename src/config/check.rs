@@ -167,7 +167,9 @@ pub(crate) fn parse_host_port(s: &str) -> Result<(), String> {
 }
 
 fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig, r: &mut Reporter) {
-    let mut seen: HashMap<(String, Option<String>, Option<Vec<String>>), usize> = HashMap::new();
+    // (path, lowercase host, sorted methods) → index of the first route with them.
+    type RouteKey = (String, Option<String>, Option<Vec<String>>);
+    let mut seen: HashMap<RouteKey, usize> = HashMap::new();
     for (i, route) in routes.iter().enumerate() {
         let base = format!("/routes/{i}");
         let RouteConfig {
@@ -194,13 +196,13 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
                 format!("unknown upstream \"{upstream}\"{hint}"),
             );
         }
-        if let Some(h) = host {
-            if h.is_empty() || h.contains(['/', ':', ' ']) {
-                r.error(
-                    &format!("{base}/host"),
-                    format!("\"{h}\" is not a host name (no scheme, port or path)"),
-                );
-            }
+        if let Some(h) = host
+            && (h.is_empty() || h.contains(['/', ':', ' ']))
+        {
+            r.error(
+                &format!("{base}/host"),
+                format!("\"{h}\" is not a host name (no scheme, port or path)"),
+            );
         }
         let mut method_key = None;
         if let Some(ms) = methods {
@@ -318,12 +320,12 @@ fn check_auth(a: &AuthConfig, r: &mut Reporter) {
     if let Some(ep) = token_validation_endpoint {
         check_hc_path(ep, "/auth/token_validation_endpoint", r);
     }
-    if let Some(aud) = audience {
-        if aud.is_empty() {
-            r.error(
-                "/auth/audience",
-                "an empty list accepts no token; remove the field to skip the check",
-            );
-        }
+    if let Some(aud) = audience
+        && aud.is_empty()
+    {
+        r.error(
+            "/auth/audience",
+            "an empty list accepts no token; remove the field to skip the check",
+        );
     }
 }
