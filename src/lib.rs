@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod standin;

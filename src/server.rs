@@ -6,6 +6,9 @@ use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
 use crate::logging;
 use crate::proxy::Gateway;
+use crate::reload::{ReloadService, Reloader};
+use pingora_core::services::background::background_service;
+use std::time::Duration;
 use crate::routing::RouteTable;
 use arc_swap::ArcSwap;
 use pingora_core::listeners::TcpSocketOptions;
@@ -40,7 +43,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         config,
         warnings,
     } = prepare(&opts.config, &ctx)?;
-    let _log = logging::init(&config.logging);
+    let log = logging::init(&config.logging);
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -69,6 +72,21 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     proxy.add_tcp_with_settings(&config.server.bind_address, sock);
     server.add_service(proxy);
+
+    let reloader = Arc::new(Reloader::new(
+        opts.config.clone(),
+        ctx,
+        table,
+        config.clone(),
+        log,
+    ));
+    server.add_service(background_service(
+        "config reload",
+        ReloadService {
+            reloader,
+            poll: Duration::from_secs_f64(config.server.config_poll_interval_seconds),
+        },
+    ));
 
     tracing::info!(
         config = %opts.config.display(),

@@ -72,6 +72,12 @@ pub struct ServerConfig {
     /// races). Default: false: a second gateway on the same port fails to start.
     #[serde(default)]
     pub reuse_port: bool,
+    /// Seconds between checks of the config file's content, a backup for
+    /// file systems that lose change notifications (Docker bind mounts,
+    /// network file systems). Default: 5.
+    #[serde(default = "default_config_poll")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub config_poll_interval_seconds: f64,
 }
 
 /// One named group of servers.
@@ -315,6 +321,7 @@ impl Default for ServerConfig {
             grace_period_seconds: default_grace_period(),
             graceful_shutdown_timeout_seconds: default_shutdown_timeout(),
             reuse_port: false,
+            config_poll_interval_seconds: default_config_poll(),
         }
     }
 }
@@ -374,6 +381,9 @@ fn default_grace_period() -> u64 {
 }
 fn default_shutdown_timeout() -> u64 {
     5
+}
+fn default_config_poll() -> f64 {
+    5.0
 }
 fn default_connect_timeout() -> f64 {
     2.0

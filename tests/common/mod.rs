@@ -70,6 +70,8 @@ pub fn refused_addr() -> (SocketAddr, ReservedPort) {
 /// The gateway binary running on a temp config.
 pub struct Gateway {
     pub port: u16,
+    /// `server.grace_period_seconds` of the rendered configs.
+    pub grace_seconds: u64,
     pub metrics_port: u16,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -79,9 +81,9 @@ pub struct Gateway {
 }
 
 /// The `server:` section the harness adds to every test config.
-pub fn server_section(port: u16, dir: &Path) -> String {
+pub fn server_section(port: u16, dir: &Path, grace_seconds: u64) -> String {
     format!(
-        "server:\n  bind_address: \"127.0.0.1:{port}\"\n  worker_threads: 2\n  reuse_port: true\n  pid_file: \"{d}/gw.pid\"\n  upgrade_sock: \"{d}/upgrade.sock\"\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n",
+        "server:\n  bind_address: \"127.0.0.1:{port}\"\n  worker_threads: 2\n  reuse_port: true\n  pid_file: \"{d}/gw.pid\"\n  upgrade_sock: \"{d}/upgrade.sock\"\n  grace_period_seconds: {grace_seconds}\n  graceful_shutdown_timeout_seconds: 1\n",
         d = dir.display()
     )
 }
@@ -98,6 +100,11 @@ impl Gateway {
 
     /// Like [`Gateway::start`] with extra environment, without waiting.
     pub fn spawn(body: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::launch(body, env, 1)
+    }
+
+    /// Spawns with a given graceful-upgrade grace period, without waiting.
+    pub fn launch(body: &str, env: &[(&str, &str)], grace_seconds: u64) -> Gateway {
         let proxy = reserve_port();
         let metrics = reserve_port();
         let dir = tempfile::tempdir().unwrap();
@@ -105,7 +112,7 @@ impl Gateway {
         let log_path = dir.path().join("gateway.log");
         std::fs::write(
             &config_path,
-            Self::render(body, proxy.port, metrics.port, dir.path()),
+            Self::render(body, proxy.port, metrics.port, dir.path(), grace_seconds),
         )
         .unwrap();
         let log = std::fs::File::create(&log_path).unwrap();
@@ -121,6 +128,7 @@ impl Gateway {
         let child = cmd.spawn().unwrap();
         Gateway {
             port: proxy.port,
+            grace_seconds,
             metrics_port: metrics.port,
             dir,
             config_path,
@@ -131,8 +139,8 @@ impl Gateway {
     }
 
     /// The full config text for `body`.
-    pub fn render(body: &str, port: u16, metrics_port: u16, dir: &Path) -> String {
-        let mut text = server_section(port, dir);
+    pub fn render(body: &str, port: u16, metrics_port: u16, dir: &Path, grace_seconds: u64) -> String {
+        let mut text = server_section(port, dir, grace_seconds);
         text.push_str(&body.replace("{metrics_port}", &metrics_port.to_string()));
         if !body.contains("metrics:") {
             text.push_str(&format!(
@@ -144,11 +152,27 @@ impl Gateway {
 
     /// Rewrites the config file (for reload tests), keeping the harness's sections.
     pub fn write_config(&self, body: &str) {
-        std::fs::write(
-            &self.config_path,
-            Self::render(body, self.port, self.metrics_port, self.dir.path()),
-        )
-        .unwrap();
+        std::fs::write(&self.config_path, self.render_body(body)).unwrap();
+    }
+
+    /// The full config text for `body` with this gateway's harness sections.
+    pub fn render_body(&self, body: &str) -> String {
+        Self::render(body, self.port, self.metrics_port, self.dir.path(), self.grace_seconds)
+    }
+
+    /// Starts a second process on the same config with `--upgrade`: it waits
+    /// on the upgrade socket for this process's listeners.
+    pub fn spawn_upgrade(&self) -> Process {
+        let log_path = self.dir.path().join("gateway-upgraded.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--upgrade", "--config"])
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        Process { child, log_path }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -196,6 +220,34 @@ impl Drop for Gateway {
             let _ = c.wait();
         }
     }
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Process {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` (e.g. "QUIT", "HUP") to `pid`.
+pub fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
