@@ -17,20 +17,26 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The gateway's proxy logic. Cheap to share: all state is in the table.
 pub struct Gateway {
     table: Arc<ArcSwap<RouteTable>>,
     ids: RequestIds,
+    draining: Arc<AtomicBool>,
 }
 
 impl Gateway {
-    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
+    /// `draining` turns true when this process is being replaced (graceful
+    /// upgrade) or stopped: from then on every response closes its
+    /// connection, so clients move to the new process while this one still
+    /// answers, instead of having idle keep-alive connections cut under them.
+    pub fn new(table: Arc<ArcSwap<RouteTable>>, draining: Arc<AtomicBool>) -> Self {
         Gateway {
             table,
             ids: RequestIds::new(),
+            draining,
         }
     }
 }
@@ -75,6 +81,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         ctx.request_id = match session.req_header().headers.get("x-request-id") {
             Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
             _ => self.ids.next(),

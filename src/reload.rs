@@ -94,7 +94,9 @@ impl Reloader {
         let hash = table.load().hash;
         let stats = Arc::new(ReloadStats::default());
         stats.last_successful.store(true, Ordering::Relaxed);
-        stats.last_success_timestamp.store(unix_now(), Ordering::Relaxed);
+        stats
+            .last_success_timestamp
+            .store(unix_now(), Ordering::Relaxed);
         stats.config_hash.store(hash, Ordering::Relaxed);
         Reloader {
             path,
@@ -152,7 +154,9 @@ impl Reloader {
                 state.failed_hash = None;
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 self.stats.last_successful.store(true, Ordering::Relaxed);
-                self.stats.last_success_timestamp.store(unix_now(), Ordering::Relaxed);
+                self.stats
+                    .last_success_timestamp
+                    .store(unix_now(), Ordering::Relaxed);
                 self.stats.config_hash.store(hash, Ordering::Relaxed);
                 tracing::info!(
                     file = %self.path.display(),
@@ -229,14 +233,20 @@ async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
 /// rename, Kubernetes swaps a `..data` symlink) and signals on events that
 /// concern the file: its own name, or a `..name` entry (ConfigMap volumes).
 /// Other files in the directory (a log file, say) are ignored.
-fn watch_directory(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+fn watch_directory(
+    path: &Path,
+    tx: mpsc::Sender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         let Ok(ev) = ev else { return };
         let relevant = !matches!(ev.kind, notify::EventKind::Access(_))
@@ -330,14 +340,21 @@ impl Summary {
                 Some(_) => {}
             }
         }
-        s.routes_removed = ro.keys().filter(|k| !rn.contains_key(*k)).cloned().collect();
+        s.routes_removed = ro
+            .keys()
+            .filter(|k| !rn.contains_key(*k))
+            .cloned()
+            .collect();
         for (name, u) in &new.upstreams {
             match old.upstreams.get(name) {
                 None => s.upstreams_added.push(name.clone()),
                 Some(o) => {
-                    let (a, b): (BTreeSet<_>, BTreeSet<_>) = (o.servers.iter().collect(), u.servers.iter().collect());
-                    s.servers_added.extend(b.difference(&a).map(|x| format!("{name}:{x}")));
-                    s.servers_removed.extend(a.difference(&b).map(|x| format!("{name}:{x}")));
+                    let (a, b): (BTreeSet<_>, BTreeSet<_>) =
+                        (o.servers.iter().collect(), u.servers.iter().collect());
+                    s.servers_added
+                        .extend(b.difference(&a).map(|x| format!("{name}:{x}")));
+                    s.servers_removed
+                        .extend(a.difference(&b).map(|x| format!("{name}:{x}")));
                 }
             }
         }
@@ -391,7 +408,9 @@ mod tests {
     use super::*;
 
     fn cfg(text: &str) -> FileConfig {
-        crate::config::load_str("t.yaml", text, &|_| None).unwrap().config
+        crate::config::load_str("t.yaml", text, &|_| None)
+            .unwrap()
+            .config
     }
 
     #[test]
@@ -414,16 +433,24 @@ mod tests {
             s.to_string(),
             "routes added: /d/*; routes removed: /b/*; routes changed: /c; upstreams added: c; upstreams removed: b; servers added: a:127.0.0.1:4; servers removed: a:127.0.0.1:1"
         );
-        assert_eq!(Summary::between(&old, &old).to_string(), "no route or upstream changes (settings only)");
+        assert_eq!(
+            Summary::between(&old, &old).to_string(),
+            "no route or upstream changes (settings only)"
+        );
     }
 
     #[test]
     fn process_settings_need_a_restart() {
-        let old = cfg("upstreams:\n  a: { servers: [\"127.0.0.1:1\"] }\nroutes:\n  - { path: /*, upstream: a, auth_required: false }\n");
+        let old = cfg(
+            "upstreams:\n  a: { servers: [\"127.0.0.1:1\"] }\nroutes:\n  - { path: /*, upstream: a, auth_required: false }\n",
+        );
         let mut new = old.clone();
         assert!(restart_required(&old, &new).is_empty());
         new.server.bind_address = "0.0.0.0:7000".into();
         new.metrics.bind_address = "0.0.0.0:9191".into();
-        assert_eq!(restart_required(&old, &new), ["server.bind_address", "metrics"]);
+        assert_eq!(
+            restart_required(&old, &new),
+            ["server.bind_address", "metrics"]
+        );
     }
 }

@@ -7,15 +7,16 @@ use crate::config::{ConfigErrors, FileConfig};
 use crate::logging;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
-use pingora_core::services::background::background_service;
-use std::time::Duration;
 use crate::routing::RouteTable;
 use arc_swap::ArcSwap;
 use pingora_core::listeners::TcpSocketOptions;
-use pingora_core::server::Server;
 use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{ExecutionPhase, Server};
+use pingora_core::services::background::background_service;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// How `gateway run` was invoked.
 #[derive(Debug, Clone)]
@@ -61,9 +62,17 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
 
     let table: Arc<ArcSwap<RouteTable>> = Arc::new(ArcSwap::from_pointee(table));
+    let draining = Arc::new(AtomicBool::new(false));
+    server.add_service(background_service(
+        "drain watch",
+        DrainWatch {
+            phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
+            flag: draining.clone(),
+        },
+    ));
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(table.clone()),
+        Gateway::new(table.clone(), draining.clone()),
         "pingora-gateway",
     );
     let mut sock = TcpSocketOptions::default();
@@ -96,6 +105,37 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         "pingora-gateway starting"
     );
     server.run_forever()
+}
+
+/// Turns `flag` true once this process starts handing over to a new one
+/// (SIGQUIT) or shutting down (SIGTERM). Pingora closes idle keep-alive
+/// connections the moment it stops accepting; closing each connection after
+/// its current response before that keeps clients from racing a close.
+/// A service (not a thread) so that it also runs after `--daemon` forks.
+struct DrainWatch {
+    phases: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<ExecutionPhase>>>,
+    flag: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for DrainWatch {
+    async fn start(&self, _shutdown: pingora_core::server::ShutdownWatch) {
+        let Some(mut phases) = self.phases.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        while let Ok(phase) = phases.recv().await {
+            if matches!(
+                phase,
+                ExecutionPhase::GracefulUpgradeTransferringFds
+                    | ExecutionPhase::GracefulTerminate
+                    | ExecutionPhase::ShutdownStarted
+            ) {
+                self.flag.store(true, Ordering::Relaxed);
+                tracing::info!(?phase, "draining: responses now close their connections");
+                return;
+            }
+        }
+    }
 }
 
 /// Pingora's server settings from our `server:` section.

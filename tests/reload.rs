@@ -36,31 +36,49 @@ impl Load {
         let ok = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(vec![]));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
-        let deadline = Instant::now() + Duration::from_secs(60); // hard bound
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60); // hard bound
         let tasks = (0..clients)
             .map(|_| {
-                let (stop, ok, failures, seen) = (stop.clone(), ok.clone(), failures.clone(), seen.clone());
+                let (stop, ok, failures, seen) =
+                    (stop.clone(), ok.clone(), failures.clone(), seen.clone());
                 tokio::spawn(async move {
                     let cl = client();
                     let url = format!("http://127.0.0.1:{port}/x");
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         match cl.get(&url).send().await {
                             Ok(r) if r.status() == 200 => {
-                                let v = r.headers().get("x-config-version").map(|v| v.to_str().unwrap().to_string());
+                                let v = r
+                                    .headers()
+                                    .get("x-config-version")
+                                    .map(|v| v.to_str().unwrap().to_string());
                                 let _ = r.bytes().await;
                                 if let Some(v) = v {
                                     seen.lock().unwrap().insert(v);
                                 }
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            Ok(r) => failures.lock().unwrap().push(format!("status {}", r.status())),
-                            Err(e) => failures.lock().unwrap().push(format!("{e:?}")),
+                            Ok(r) => failures.lock().unwrap().push(format!(
+                                "at {:?}: status {}",
+                                started.elapsed(),
+                                r.status()
+                            )),
+                            Err(e) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("at {:?}: {e:?}", started.elapsed())),
                         }
                     }
                 })
             })
             .collect();
-        Load { stop, ok, failures, seen, tasks }
+        Load {
+            stop,
+            ok,
+            failures,
+            seen,
+            tasks,
+        }
     }
 
     async fn finish(self) -> (u64, Vec<String>, BTreeSet<String>) {
@@ -76,13 +94,18 @@ impl Load {
 
 async fn version_of(url: &str) -> Option<String> {
     let r = client().get(url).send().await.ok()?;
-    r.headers().get("x-config-version").map(|v| v.to_str().unwrap().to_string())
+    r.headers()
+        .get("x-config-version")
+        .map(|v| v.to_str().unwrap().to_string())
 }
 
 async fn wait_version(gw: &Gateway, v: &str) {
     let url = gw.url("/x");
     assert!(
-        eventually(Duration::from_secs(5), || async { version_of(&url).await.as_deref() == Some(v) }).await,
+        eventually(Duration::from_secs(5), || async {
+            version_of(&url).await.as_deref() == Some(v)
+        })
+        .await,
         "version {v} never became visible; log:\n{}",
         gw.log()
     );
@@ -105,7 +128,11 @@ fn configmap_swap(gw: &Gateway, text: &str, n: usize) {
     let tmp_link = dir.join("..data_tmp");
     std::os::unix::fs::symlink(format!("..v{n}"), &tmp_link).unwrap();
     std::fs::rename(&tmp_link, dir.join("..data")).unwrap();
-    if !std::fs::symlink_metadata(&gw.config_path).unwrap().file_type().is_symlink() {
+    if !std::fs::symlink_metadata(&gw.config_path)
+        .unwrap()
+        .file_type()
+        .is_symlink()
+    {
         let link_tmp = dir.join("gateway.yaml.link");
         std::os::unix::fs::symlink("..data/gateway.yaml", &link_tmp).unwrap();
         std::fs::rename(&link_tmp, &gw.config_path).unwrap();
@@ -139,38 +166,74 @@ async fn config_edits_under_load_never_fail_a_request() {
 
         // Broken edits in between: never applied, the previous version keeps serving.
         let bad = match n % 3 {
-            0 => render(&versioned(&up, &format!("bad{n}"))).replace("upstream: app", "upstream: nope"),
-            1 => format!("{}\n  - {{ path: [unclosed\n", render(&versioned(&up, &format!("bad{n}")))),
-            _ => render(&versioned(&up, &format!("bad{n}"))).replace("auth_required: false", "auth_requird: false"),
+            0 => render(&versioned(&up, &format!("bad{n}")))
+                .replace("upstream: app", "upstream: nope"),
+            1 => format!(
+                "{}\n  - {{ path: [unclosed\n",
+                render(&versioned(&up, &format!("bad{n}")))
+            ),
+            _ => render(&versioned(&up, &format!("bad{n}")))
+                .replace("auth_required: false", "auth_requird: false"),
         };
         atomic_save(&gw, &bad);
         assert!(
-            eventually(Duration::from_secs(5), || async { gw.log().matches("config rejected").count() >= n }).await,
+            eventually(Duration::from_secs(5), || async {
+                gw.log().matches("config rejected").count() >= n
+            })
+            .await,
             "broken edit {n} was not reported; log:\n{}",
             gw.log()
         );
-        assert_eq!(version_of(&gw.url("/x")).await.as_deref(), Some(version.as_str()));
+        assert_eq!(
+            version_of(&gw.url("/x")).await.as_deref(),
+            Some(version.as_str())
+        );
     }
 
     let (ok, failures, seen) = load.finish().await;
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(ok > 100, "only {ok} requests ran");
-    assert!(seen.iter().all(|v| !v.starts_with("bad")), "an invalid config served: {seen:?}");
+    assert!(
+        seen.iter().all(|v| !v.starts_with("bad")),
+        "an invalid config served: {seen:?}"
+    );
     let log = gw.log();
-    assert!(log.contains("routes added: /v1/*; routes removed: /v0/*"), "summary line missing:\n{log}");
+    assert!(
+        log.contains("routes added: /v1/*; routes removed: /v0/*"),
+        "summary line missing:\n{log}"
+    );
     // Each rejected file is reported in the `gateway validate` form.
-    assert!(log.contains(&format!("{}:", gw.config_path.display())), "{log}");
-    assert!(log.contains("routes[0].upstream: unknown upstream \\\"nope\\\""), "{log}");
+    assert!(
+        log.contains(&format!("{}:", gw.config_path.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains("routes[0].upstream: unknown upstream \\\"nope\\\""),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_route_answers_within_a_second_of_the_write() {
     // No catch-all here: a route answers only once its version is in force.
-    let only = |up: &Upstream, v: &str| versioned(up, v).replace("  - { path: \"/*\", upstream: app, auth_required: false }\n", "");
+    let only = |up: &Upstream, v: &str| {
+        versioned(up, v).replace(
+            "  - { path: \"/*\", upstream: app, auth_required: false }\n",
+            "",
+        )
+    };
     let up = Upstream::start("app").await;
     let gw = Gateway::start(&only(&up, "0"));
     let cl = client();
-    assert_eq!(cl.get(gw.url("/v1/hello")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        cl.get(gw.url("/v1/hello")).send().await.unwrap().status(),
+        404
+    );
     for n in 1..=3 {
         let written = Instant::now();
         gw.write_config(&only(&up, &n.to_string()));
@@ -188,7 +251,12 @@ async fn a_new_route_answers_within_a_second_of_the_write() {
     let before = gw.log().matches("config reloaded").count();
     gw.write_config(&only(&up, "3"));
     tokio::time::sleep(Duration::from_millis(500)).await; // nothing to wait for: proving an absence
-    assert_eq!(gw.log().matches("config reloaded").count(), before, "{}", gw.log());
+    assert_eq!(
+        gw.log().matches("config reloaded").count(),
+        before,
+        "{}",
+        gw.log()
+    );
 }
 
 /// [`versioned`] plus a WebSocket echo upstream under `/ws/*`.
@@ -205,7 +273,9 @@ async fn ws_echo_server() -> std::net::SocketAddr {
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
                 while let Some(Ok(m)) = ws.next().await {
                     if m.is_text() && ws.send(m).await.is_err() {
                         return;
@@ -220,7 +290,9 @@ async fn ws_echo_server() -> std::net::SocketAddr {
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn ws_connect(port: u16) -> Ws {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws/x"), stream)
         .await
         .unwrap()
@@ -229,8 +301,16 @@ async fn ws_connect(port: u16) -> Ws {
 
 async fn ws_roundtrip(ws: &mut Ws, n: usize) {
     for i in 0..n {
-        ws.send(tokio_tungstenite::tungstenite::Message::text(format!("m{i}"))).await.unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
+            "m{i}"
+        )))
+        .await
+        .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(m.into_text().unwrap().as_str(), format!("m{i}"));
     }
 }
@@ -243,7 +323,11 @@ async fn streams_and_websockets_survive_a_reload() {
 
     let mut ws = ws_connect(gw.port).await;
     ws_roundtrip(&mut ws, 1).await;
-    let sse = client().get(gw.url("/events/stream?n=8&interval_ms=150")).send().await.unwrap();
+    let sse = client()
+        .get(gw.url("/events/stream?n=8&interval_ms=150"))
+        .send()
+        .await
+        .unwrap();
     let sse_task = tokio::spawn(async move { sse.text().await.unwrap() });
 
     gw.write_config(&versioned_with_ws(&up, ws_addr, "1"));
@@ -266,32 +350,49 @@ async fn graceful_upgrade_under_load_drops_nothing() {
     let load = Load::start(old.port, 6);
     let mut ws = ws_connect(old.port).await;
     ws_roundtrip(&mut ws, 1).await;
-    let stream = client().get(old.url("/s/stream?n=10&interval_ms=200")).send().await.unwrap();
+    let stream = client()
+        .get(old.url("/s/stream?n=10&interval_ms=200"))
+        .send()
+        .await
+        .unwrap();
     let stream_task = tokio::spawn(async move { stream.text().await.unwrap() });
-    assert!(eventually(Duration::from_secs(5), || async { load.ok.load(Ordering::Relaxed) > 50 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            load.ok.load(Ordering::Relaxed) > 50
+        })
+        .await
+    );
 
     // The new binary (on a new config version) waits on the upgrade socket;
     // SIGQUIT makes the old one hand its listeners over.
     old.write_config(&versioned_with_ws(&up, ws_addr, "new"));
     let new = old.spawn_upgrade();
     let sock = old.dir.path().join("upgrade.sock");
-    wait_for(Duration::from_secs(10), || sock.exists()).expect("new process waits on the upgrade socket");
+    wait_for(Duration::from_secs(10), || sock.exists())
+        .expect("new process waits on the upgrade socket");
     kill(old.pid(), "QUIT");
+    let quit_at = Instant::now();
 
     wait_version(&old, "new").await; // same port, now answered by the new process
     ws_roundtrip(&mut ws, 3).await; // the open WebSocket stays on the old process meanwhile
     let events = stream_task.await.unwrap();
-    assert_eq!(events.matches("data:").count(), 10, "in-flight stream cut: {events}");
-    let status = old.wait_exit(Duration::from_secs(20)).expect("old process exits after its grace period");
+    assert_eq!(
+        events.matches("data:").count(),
+        10,
+        "in-flight stream cut: {events}"
+    );
+    let status = old
+        .wait_exit(Duration::from_secs(20))
+        .expect("old process exits after its grace period");
     assert!(status.success(), "{status:?}");
 
     let (ok, failures, seen) = load.finish().await;
     assert!(
         failures.is_empty(),
-        "{} failed: {:?}\nold log:\n{}\nnew log:\n{}",
+        "{} failed: {:?} (SIGQUIT {:?} ago)\nnew log:\n{}",
         failures.len(),
         &failures[..failures.len().min(5)],
-        old.log(),
+        quit_at.elapsed(),
         new.log()
     );
     assert!(ok > 100, "only {ok} requests");

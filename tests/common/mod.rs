@@ -139,7 +139,13 @@ impl Gateway {
     }
 
     /// The full config text for `body`.
-    pub fn render(body: &str, port: u16, metrics_port: u16, dir: &Path, grace_seconds: u64) -> String {
+    pub fn render(
+        body: &str,
+        port: u16,
+        metrics_port: u16,
+        dir: &Path,
+        grace_seconds: u64,
+    ) -> String {
         let mut text = server_section(port, dir, grace_seconds);
         text.push_str(&body.replace("{metrics_port}", &metrics_port.to_string()));
         if !body.contains("metrics:") {
@@ -157,7 +163,13 @@ impl Gateway {
 
     /// The full config text for `body` with this gateway's harness sections.
     pub fn render_body(&self, body: &str) -> String {
-        Self::render(body, self.port, self.metrics_port, self.dir.path(), self.grace_seconds)
+        Self::render(
+            body,
+            self.port,
+            self.metrics_port,
+            self.dir.path(),
+            self.grace_seconds,
+        )
     }
 
     /// Starts a second process on the same config with `--upgrade`: it waits
