@@ -30,6 +30,10 @@ pub enum Command {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Do not look up server names (a start does): for CI pipelines that
+        /// cannot reach the production DNS.
+        #[arg(long)]
+        no_resolve: bool,
     },
     /// Print the JSON schema of the config file.
     Schema,

@@ -12,8 +12,12 @@ fn main() -> ExitCode {
             print!("{}", pingora_gateway::config::schema_string());
             ExitCode::SUCCESS
         }
-        Some(Command::Validate { files }) => {
-            if pingora_gateway::validate::validate_files(&files, &mut std::io::stdout()) {
+        Some(Command::Validate { files, no_resolve }) => {
+            if pingora_gateway::validate::validate_files(
+                &files,
+                !no_resolve,
+                &mut std::io::stdout(),
+            ) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -400,4 +401,44 @@ async fn graceful_upgrade_under_load_drops_nothing() {
     // The new process serves on its own.
     let (status, _) = raw_get(old.port, "/x", "");
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_mode_writes_its_pid_file_and_sigterm_finishes_in_flight_requests() {
+    let up = Upstream::start("app").await;
+    let mut launcher = Gateway::launch_args(&versioned(&up, "d"), &["--daemon"], 3);
+    let status = launcher
+        .wait_exit(Duration::from_secs(10))
+        .expect("the launching process returns");
+    assert!(status.success(), "{status:?}: {}", launcher.log());
+    launcher.wait_listening();
+    let pid_file = launcher.dir.path().join("gw.pid");
+    wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty())
+    })
+    .expect("pid file written");
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(pid));
+    wait_version(&launcher, "d").await;
+
+    let stream = client()
+        .get(launcher.url("/s/stream?n=6&interval_ms=200"))
+        .send()
+        .await
+        .unwrap();
+    let stream_task = tokio::spawn(async move { stream.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await; // the stream is under way
+    kill(pid, "TERM");
+    let events = stream_task.await.unwrap();
+    assert_eq!(
+        events.matches("data:").count(),
+        6,
+        "SIGTERM cut an in-flight response: {events}"
+    );
+    wait_for(Duration::from_secs(15), || !alive(pid)).expect("the daemon exits after SIGTERM");
 }

@@ -105,6 +105,15 @@ impl Gateway {
 
     /// Spawns with a given graceful-upgrade grace period, without waiting.
     pub fn launch(body: &str, env: &[(&str, &str)], grace_seconds: u64) -> Gateway {
+        Self::launch_with(body, env, &[], grace_seconds)
+    }
+
+    /// Spawns `gateway run ARGS --config …`, without waiting.
+    pub fn launch_args(body: &str, args: &[&str], grace_seconds: u64) -> Gateway {
+        Self::launch_with(body, &[], args, grace_seconds)
+    }
+
+    fn launch_with(body: &str, env: &[(&str, &str)], args: &[&str], grace_seconds: u64) -> Gateway {
         let proxy = reserve_port();
         let metrics = reserve_port();
         let dir = tempfile::tempdir().unwrap();
@@ -117,7 +126,9 @@ impl Gateway {
         .unwrap();
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        cmd.args(["run", "--config"])
+        cmd.arg("run")
+            .args(args)
+            .arg("--config")
             .arg(&config_path)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
