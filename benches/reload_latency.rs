@@ -60,7 +60,10 @@ fn main() {
         }
         let url = format!("/v{n}/x");
         while status(port, &url) != 200 {
-            assert!(started.elapsed() < Duration::from_secs(10), "reload {n} never applied");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "reload {n} never applied"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         samples.push(started.elapsed());
@@ -87,7 +90,9 @@ fn serve(mut s: TcpStream) {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
-                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -96,10 +101,18 @@ fn serve(mut s: TcpStream) {
 }
 
 fn status(port: u16, path: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return 0 };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod logging;
 pub mod proxy;
 pub mod reload;

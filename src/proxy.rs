@@ -198,10 +198,45 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent yet: try another server of the same upstream.
+        ctx.table.health.report_connect_failure(&peer._address);
         ctx.failed.push(peer._address.clone());
         let retries = ctx.route().map_or(0, |r| r.upstream.retries);
         if ctx.failed.len() <= retries {
             e.set_retry(true);
+        }
+        e
+    }
+
+    /// An error after the request went out. A stale pooled connection is
+    /// retried (Pingora's policy); beyond it, an idempotent request with no
+    /// unbuffered body and nothing answered yet is retried on another server
+    /// of the upstream after a connection failure (not after a timeout), as
+    /// nginx's `proxy_next_upstream error` does. Never anything else.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none();
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+        );
+        let retries = ctx.route().map_or(0, |r| r.upstream.retries);
+        if !replayable {
+            e.set_retry(false);
+        } else if client_reused {
+            e.retry.decide_reuse(true);
+        } else if !timed_out && ctx.failed.len() < retries {
+            ctx.failed.push(peer._address.clone());
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
         }
         e
     }
@@ -269,6 +304,8 @@ impl ProxyHttp for Gateway {
         let code = if status.as_u16() == 0 || downstream_gone(e) {
             0
         } else {
+            // Pingora does not reuse a connection after a proxy failure: say so.
+            session.set_keepalive(None);
             if respond_error(session, ctx, status, msg, &extra)
                 .await
                 .is_err()

@@ -7,6 +7,7 @@
 //! returns the index of the most specific matching route without allocating.
 
 use crate::auth::Authenticator;
+use crate::health::Checker;
 use crate::upstream::{Timeouts, UpstreamPool};
 use http::{HeaderName, HeaderValue, Method};
 use std::borrow::Cow;
@@ -289,6 +290,8 @@ pub struct RouteTable {
     /// Added to responses unless the upstream set them.
     pub response_headers: Box<[(HeaderName, HeaderValue)]>,
     pub auth: Option<Authenticator>,
+    /// The process-wide health checker (passive failure reports).
+    pub health: Checker,
     /// Hash of the file this table was compiled from.
     pub hash: u64,
 }

@@ -13,6 +13,7 @@ use pingora_core::listeners::TcpSocketOptions;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
+use pingora_load_balancing::HealthCheckService;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +82,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     proxy.add_tcp_with_settings(&config.server.bind_address, sock);
     server.add_service(proxy);
+
+    let mut checks = HealthCheckService::new(ctx.health.clone());
+    checks.health_check_frequency = Some(crate::health::TICK);
+    checks.parallel_health_check = true;
+    server.add_service(background_service("health checks", checks));
 
     let reloader = Arc::new(Reloader::new(
         opts.config.clone(),

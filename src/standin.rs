@@ -33,6 +33,8 @@ pub struct StandinState {
     pub requests: AtomicU64,
     /// Health checks served.
     pub health_checks: AtomicU64,
+    /// Method and path of the last health check, e.g. `HEAD /kline/health`.
+    pub last_health_check: std::sync::Mutex<String>,
 }
 
 impl StandinState {
@@ -43,21 +45,25 @@ impl StandinState {
             health_delay_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             health_checks: AtomicU64::new(0),
+            last_health_check: std::sync::Mutex::new(String::new()),
         })
     }
 }
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Serves `listener` until the task is dropped or aborted.
+/// Serves `listener` until the task is dropped or aborted; its connections
+/// end with it (a stopped stand-in is down, not half-alive).
 pub async fn serve(listener: TcpListener, state: Arc<StandinState>) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        while connections.try_join_next().is_some() {}
         let state = state.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(req, state.clone(), port));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -78,6 +84,9 @@ async fn handle(
 
     if path.ends_with("/health") {
         state.health_checks.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = state.last_health_check.lock() {
+            *last = format!("{} {path}", req.method());
+        }
         let delay = state.health_delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -5,6 +5,7 @@
 //! a request only selects one and clones it. Connection pooling is Pingora's:
 //! connections are keyed by peer, so they are reused across config reloads.
 
+use crate::health::Checker;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::discovery::Static;
@@ -13,6 +14,7 @@ use pingora_load_balancing::{Backend, Backends, HealthRegistry, LoadBalancer};
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Timeouts of one upstream (or one route's override).
@@ -28,8 +30,8 @@ pub struct Timeouts {
 pub struct UpstreamPool {
     pub name: Box<str>,
     lb: LoadBalancer<RoundRobin>,
-    /// Prepared peer per server, in config order.
-    peers: Box<[(SocketAddr, HttpPeer)]>,
+    /// Prepared peer and health verdict per server, in config order.
+    peers: Box<[(SocketAddr, HttpPeer, Arc<AtomicBool>)]>,
     /// Servers as written, for logs and metrics labels.
     pub servers: Box<[Box<str>]>,
     pub retries: usize,
@@ -66,6 +68,7 @@ impl UpstreamPool {
         retries: usize,
         timeouts: Timeouts,
         registry: &Arc<HealthRegistry>,
+        checker: &Checker,
     ) -> Self {
         let backends: BTreeSet<Backend> = addrs
             .iter()
@@ -89,7 +92,9 @@ impl UpstreamPool {
                 p.options.read_timeout = Some(timeouts.read);
                 p.options.write_timeout = Some(timeouts.write);
                 p.options.idle_timeout = Some(timeouts.idle);
-                (SocketAddr::Inet(*a), p)
+                let addr = SocketAddr::Inet(*a);
+                let up = checker.verdict_handle(&addr);
+                (addr, p, up)
             })
             .collect();
         UpstreamPool {
@@ -106,34 +111,24 @@ impl UpstreamPool {
     /// exclude (servers this request already failed on).
     pub fn select(&self, skip: impl Fn(&SocketAddr) -> bool) -> Option<&HttpPeer> {
         let max = self.peers.len().max(1) * 2;
-        let backend = self
-            .lb
-            .select_with(b"", max, |b, healthy| healthy && !skip(&b.addr))?;
+        let backend = self.lb.select_with(b"", max, |b, _| {
+            self.peers
+                .iter()
+                .any(|(a, _, up)| *a == b.addr && up.load(Ordering::Relaxed))
+                && !skip(&b.addr)
+        })?;
         self.peers
             .iter()
-            .find(|(a, _)| *a == backend.addr)
-            .map(|(_, p)| p)
+            .find(|(a, _, _)| *a == backend.addr)
+            .map(|(_, p, _)| p)
     }
 
     /// Server label (as written in the config) for a selected address.
     pub fn server_label(&self, addr: &SocketAddr) -> &str {
         self.peers
             .iter()
-            .position(|(a, _)| a == addr)
+            .position(|(a, _, _)| a == addr)
             .map_or("unknown", |i| &self.servers[i])
-    }
-
-    /// Whether the pool's health view counts `addr` as ready.
-    pub fn is_ready(&self, addr: &SocketAddr) -> bool {
-        self.lb.backends().ready(&Backend {
-            addr: addr.clone(),
-            weight: 1,
-            ext: Default::default(),
-        })
-    }
-
-    pub fn addresses(&self) -> impl Iterator<Item = &SocketAddr> {
-        self.peers.iter().map(|(a, _)| a)
     }
 }
 

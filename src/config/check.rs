@@ -145,12 +145,13 @@ fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
             path,
             expected_status_codes: _,
             method: _,
-            use_https: _,
+            use_https,
         } = o;
         let hc = format!("{base}/health_check");
         if let Some(p) = path {
             check_hc_path(p, &format!("{hc}/path"), r);
         }
+        check_no_tls(use_https.unwrap_or(false), &format!("{hc}/use_https"), r);
     }
 }
 
@@ -273,9 +274,20 @@ fn check_health(h: &HealthCheckConfig, r: &mut Reporter) {
         path,
         expected_status_codes: _,
         method: _,
-        use_https: _,
+        use_https,
     } = h;
     check_hc_path(path, "/health_check/path", r);
+    check_no_tls(*use_https, "/health_check/use_https", r);
+}
+
+/// Upstreams are plain HTTP in this build (no TLS library is linked).
+fn check_no_tls(use_https: bool, pointer: &str, r: &mut Reporter) {
+    if use_https {
+        r.error(
+            pointer,
+            "TLS to upstreams is not supported by this build; use plain HTTP on a private network",
+        );
+    }
 }
 
 fn check_hc_path(path: &str, pointer: &str, r: &mut Reporter) {

@@ -5,14 +5,18 @@
 //! [`prepare`] (= [`super::load_file`] + [`compile`]) is the one function
 //! behind `gateway validate`, the start and every reload.
 
-use super::model::{FileConfig, RouteConfig, UpstreamConfig};
+use super::model::{
+    FileConfig, HealthCheckConfig, HealthCheckOverride, RouteConfig, UpstreamConfig,
+};
 use super::{ConfigErrors, Diagnostic, Loaded, load_file};
 use crate::auth::{AuthSettings, Authenticator};
+use crate::health::{Checker, Spec};
 use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
 use http::{HeaderName, HeaderValue, Method};
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_load_balancing::HealthRegistry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +24,10 @@ use std::time::Duration;
 /// What compiled tables share across reloads.
 #[derive(Clone)]
 pub struct CompileContext {
-    /// Health state of every server, kept across reloads.
+    /// Health state of every server, kept across reloads; its check is `checker`.
     pub health: Arc<HealthRegistry>,
+    /// Runs the active checks with each upstream's settings.
+    pub checker: Checker,
     /// Resolve server names (always, except `gateway validate --no-resolve`
     /// in pipelines that cannot reach the production DNS).
     pub resolve_names: bool,
@@ -29,8 +35,12 @@ pub struct CompileContext {
 
 impl Default for CompileContext {
     fn default() -> Self {
+        let checker = Checker::default();
+        let health = HealthRegistry::new();
+        health.set_health_check(Box::new(checker.clone()));
         CompileContext {
-            health: Arc::default(),
+            health: Arc::new(health),
+            checker,
             resolve_names: true,
         }
     }
@@ -62,6 +72,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
     } = loaded;
 
     let mut upstreams = BTreeMap::new();
+    let mut health_specs = HashMap::new();
     for (name, u) in &config.upstreams {
         let UpstreamConfig {
             servers,
@@ -70,8 +81,9 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             write_timeout_seconds,
             idle_timeout_seconds,
             retries,
-            health_check: _,
+            health_check,
         } = u;
+        let hc = effective_health_check(&config.health_check, health_check.as_ref());
         let mut addrs = Vec::with_capacity(servers.len());
         for (i, s) in servers.iter().enumerate() {
             match resolve(s) {
@@ -89,7 +101,20 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             write: secs(*write_timeout_seconds),
             idle: secs(*idle_timeout_seconds),
         };
-        let pool = UpstreamPool::new(name, servers, &addrs, *retries, timeouts, &ctx.health);
+        for (server, addr) in servers.iter().zip(&addrs) {
+            health_specs
+                .entry(PingoraAddr::Inet(*addr))
+                .or_insert_with(|| Arc::new(Spec::new(name, server, &hc)));
+        }
+        let pool = UpstreamPool::new(
+            name,
+            servers,
+            &addrs,
+            *retries,
+            timeouts,
+            &ctx.health,
+            &ctx.checker,
+        );
         upstreams.insert(name.clone(), Arc::new(pool));
     }
     if !report.errors.is_empty() {
@@ -161,12 +186,15 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         })
     });
 
+    // Last step: nothing can fail any more, so the new settings are final.
+    ctx.checker.set_specs(health_specs);
     let table = RouteTable {
         router,
         routes: routes.into(),
         upstreams,
         response_headers,
         auth,
+        health: ctx.checker.clone(),
         hash,
     };
     Ok(Prepared {
@@ -174,6 +202,40 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         config,
         warnings,
     })
+}
+
+/// The global `health_check` with an upstream's override applied.
+pub fn effective_health_check(
+    global: &HealthCheckConfig,
+    o: Option<&HealthCheckOverride>,
+) -> HealthCheckConfig {
+    let Some(o) = o else {
+        return global.clone();
+    };
+    let HealthCheckOverride {
+        enabled,
+        interval_seconds,
+        timeout_seconds,
+        healthy_threshold,
+        unhealthy_threshold,
+        path,
+        expected_status_codes,
+        method,
+        use_https,
+    } = o;
+    HealthCheckConfig {
+        enabled: enabled.unwrap_or(global.enabled),
+        interval_seconds: interval_seconds.unwrap_or(global.interval_seconds),
+        timeout_seconds: timeout_seconds.unwrap_or(global.timeout_seconds),
+        healthy_threshold: healthy_threshold.unwrap_or(global.healthy_threshold),
+        unhealthy_threshold: unhealthy_threshold.unwrap_or(global.unhealthy_threshold),
+        path: path.clone().unwrap_or_else(|| global.path.clone()),
+        expected_status_codes: expected_status_codes
+            .clone()
+            .unwrap_or_else(|| global.expected_status_codes.clone()),
+        method: method.unwrap_or(global.method),
+        use_https: use_https.unwrap_or(global.use_https),
+    }
 }
 
 fn secs(s: f64) -> Duration {

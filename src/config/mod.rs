@@ -193,12 +193,13 @@ pub fn load_str(
     };
 
     schema_errors(&json, &mut r);
-    if !r.errors.is_empty() {
-        return Err(r.into_errors());
-    }
+    let schema_failed = !r.errors.is_empty();
 
+    // Semantic checks run whenever the document has the right shape, even
+    // next to schema errors (a value out of range), so one run reports all.
     let config: FileConfig = match serde_path_to_error::deserialize(&json) {
         Ok(c) => c,
+        Err(_) if schema_failed => return Err(r.into_errors()),
         Err(e) => {
             // The schema should have caught this; report it all the same.
             let pointer = path_to_pointer(e.path());

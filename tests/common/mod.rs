@@ -32,8 +32,26 @@ impl Upstream {
         Upstream { addr, state, task }
     }
 
-    pub fn stop(&self) {
+    /// Stops listening and closes every connection: the server is down.
+    pub async fn stop(&mut self) {
         self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves again on the same address (after [`Upstream::stop`]).
+    pub async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.task = tokio::spawn(serve(listener, self.state.clone()));
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - self
+                .state
+                .health_checks
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
