@@ -277,10 +277,9 @@ impl Checker {
 /// `interval` ±10 %, varied per server and over time, so checks of many
 /// servers do not fire in lockstep.
 fn jittered(interval: Duration, addr: &SocketAddr) -> Duration {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    addr.hash(&mut h);
-    let unit = (h.finish() % 2001) as f64 / 1000.0 - 1.0; // -1.0 ..= 1.0
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one(addr);
+    let unit = (h % 2001) as f64 / 1000.0 - 1.0; // -1.0 ..= 1.0
     interval.mul_f64(1.0 + 0.1 * unit)
 }
 
@@ -333,7 +332,7 @@ mod tests {
             c.verdict(&addr),
             "healthy_threshold 1 brings it back at once"
         );
-        assert_eq!(c.snapshot()[0].healthy, true);
+        assert!(c.snapshot()[0].healthy);
 
         // A server gone from the config is forgotten.
         c.set_specs(HashMap::new());
