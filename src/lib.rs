@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

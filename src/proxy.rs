@@ -54,7 +54,15 @@ pub struct Ctx {
     failed: Vec<SocketAddr>,
     server: Option<SocketAddr>,
     started: Instant,
+    /// When the current server was chosen (upstream latency).
+    upstream_started: Option<Instant>,
     subject: Option<String>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.table.metrics.in_flight.dec();
+    }
 }
 
 impl Ctx {
@@ -68,14 +76,17 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        let table = self.table.load_full();
+        table.metrics.in_flight.inc();
         Ctx {
-            table: self.table.load_full(),
+            table,
             route: None,
             request_id: HeaderValue::from_static(""),
             logged_path: None,
             failed: Vec::new(),
             server: None,
             started: Instant::now(),
+            upstream_started: None,
             subject: None,
         }
     }
@@ -131,6 +142,7 @@ impl ProxyHttp for Gateway {
             && let Err(e) = authenticate(session, &table, route, ctx)
         {
             let (status, challenge) = challenge(e);
+            table.metrics.auth_rejection(&route.pattern, e.reason());
             tracing::info!(
                 request_id = ctx.request_id.to_str().unwrap_or(""),
                 route = %route.pattern,
@@ -187,6 +199,7 @@ impl ProxyHttp for Gateway {
         peer.options.read_timeout = Some(route.timeouts.read);
         peer.options.write_timeout = Some(route.timeouts.write);
         ctx.server = Some(peer._address.clone());
+        ctx.upstream_started = Some(Instant::now());
         Ok(peer)
     }
 
@@ -270,6 +283,21 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if !resp.status.is_informational() {
+            let started = ctx.upstream_started.take();
+            if let (Some(route), Some(t)) = (ctx.route(), started) {
+                route.metrics.observe_upstream(t.elapsed());
+            }
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -325,6 +353,10 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let path = ctx.logged_path.as_deref().unwrap_or_else(|| req.uri.path());
         let route = ctx.route();
+        let elapsed = ctx.started.elapsed();
+        route
+            .map_or(&ctx.table.metrics.unmatched, |r| &r.metrics)
+            .observe(&req.method, status, elapsed);
         let server = match (route, &ctx.server) {
             (Some(r), Some(s)) => r.upstream.server_label(s),
             _ => "",
@@ -337,7 +369,7 @@ impl ProxyHttp for Gateway {
             upstream = route.map_or("", |r| &r.upstream.name),
             server,
             status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             bytes = session.body_bytes_sent(),
             request_id = ctx.request_id.to_str().unwrap_or(""),
             user = ctx.subject.as_deref().unwrap_or(""),

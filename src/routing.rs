@@ -8,6 +8,7 @@
 
 use crate::auth::Authenticator;
 use crate::health::Checker;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{Timeouts, UpstreamPool};
 use http::{HeaderName, HeaderValue, Method};
 use std::borrow::Cow;
@@ -278,6 +279,8 @@ pub struct Route {
     /// Upstream timeouts with this route's overrides applied.
     pub timeouts: Timeouts,
     pub required_scopes: Box<[Box<str>]>,
+    /// Metric handles labelled with this route's pattern and upstream.
+    pub metrics: RouteMetrics,
 }
 
 /// The compiled, immutable runtime form of one config file. The proxy
@@ -292,6 +295,8 @@ pub struct RouteTable {
     pub auth: Option<Authenticator>,
     /// The process-wide health checker (passive failure reports).
     pub health: Checker,
+    /// The process-wide metrics (in-flight gauge, unmatched requests, auth).
+    pub metrics: Arc<Metrics>,
     /// Hash of the file this table was compiled from.
     pub hash: u64,
 }

@@ -5,6 +5,7 @@
 use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
 use crate::logging;
+use crate::metrics::{AdminService, AdminState};
 use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
 use crate::routing::RouteTable;
@@ -88,13 +89,32 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     checks.parallel_health_check = true;
     server.add_service(background_service("health checks", checks));
 
+    let (checker, metrics) = (ctx.checker.clone(), ctx.metrics.clone());
     let reloader = Arc::new(Reloader::new(
         opts.config.clone(),
         ctx,
-        table,
+        table.clone(),
         config.clone(),
         log,
     ));
+    if config.metrics.enabled {
+        let addr = config.metrics.bind_address.parse().expect("checked");
+        let proxy_port = config
+            .server
+            .bind_address
+            .parse::<std::net::SocketAddr>()
+            .map_or(0, |a| a.port());
+        let state = Arc::new(AdminState {
+            metrics,
+            checker,
+            reloads: reloader.stats.clone(),
+            table,
+            draining: draining.clone(),
+            proxy_port,
+            metrics_path: config.metrics.path.clone(),
+        });
+        server.add_service(background_service("metrics", AdminService { state, addr }));
+    }
     server.add_service(background_service(
         "config reload",
         ReloadService {

@@ -11,6 +11,7 @@ use super::model::{
 use super::{ConfigErrors, Diagnostic, Loaded, load_file};
 use crate::auth::{AuthSettings, Authenticator};
 use crate::health::{Checker, Spec};
+use crate::metrics::Metrics;
 use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
 use http::{HeaderName, HeaderValue, Method};
@@ -28,6 +29,8 @@ pub struct CompileContext {
     pub health: Arc<HealthRegistry>,
     /// Runs the active checks with each upstream's settings.
     pub checker: Checker,
+    /// The process's metric registry (route handles are resolved from it).
+    pub metrics: Arc<Metrics>,
     /// Resolve server names (always, except `gateway validate --no-resolve`
     /// in pipelines that cannot reach the production DNS).
     pub resolve_names: bool,
@@ -41,6 +44,7 @@ impl Default for CompileContext {
         CompileContext {
             health: Arc::new(health),
             checker,
+            metrics: Metrics::new(),
             resolve_names: true,
         }
     }
@@ -162,6 +166,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             strip_prefix: *strip_prefix,
             timeouts,
             required_scopes: required_scopes.iter().map(|s| s.as_str().into()).collect(),
+            metrics: ctx.metrics.route(path, upstream),
         });
     }
 
@@ -195,6 +200,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         response_headers,
         auth,
         health: ctx.checker.clone(),
+        metrics: ctx.metrics.clone(),
         hash,
     };
     Ok(Prepared {

@@ -1,0 +1,502 @@
+//! Prometheus metrics and the admin listener (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Every metric name is a constant in [`names`]; the Grafana dashboard and
+//! the tests use the same names. The `route` label is the route's pattern
+//! (never the raw path) and unmatched requests share one value, so the
+//! number of series does not grow with traffic. Label handles are resolved
+//! when a table is compiled ([`RouteMetrics`]) or once per new label
+//! combination (a lock-free cache), never looked up by name per request.
+
+use crate::health::Checker;
+use crate::reload::ReloadStats;
+use crate::routing::RouteTable;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Metric names, in one place.
+pub mod names {
+    pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
+    pub const REQUEST_DURATION: &str = "gateway_request_duration_seconds";
+    pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
+    pub const REQUESTS_IN_FLIGHT: &str = "gateway_requests_in_flight";
+    pub const DOWNSTREAM_CONNECTIONS: &str = "gateway_downstream_connections";
+    pub const UPSTREAM_SERVER_HEALTHY: &str = "gateway_upstream_server_healthy";
+    pub const HEALTH_TRANSITIONS: &str = "gateway_upstream_health_transitions_total";
+    pub const AUTH_REJECTIONS: &str = "gateway_auth_rejections_total";
+    pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
+    pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "gateway_config_last_reload_successful";
+    pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
+        "gateway_config_last_reload_success_timestamp_seconds";
+    pub const CONFIG_INFO: &str = "gateway_config_info";
+    pub const BUILD_INFO: &str = "gateway_build_info";
+}
+
+/// The `route` (and `upstream`) label of requests that matched no route.
+pub const UNMATCHED: &str = "(unmatched)";
+
+/// Latency buckets: 1 ms to 30 s.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide registry and metric families.
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    pub in_flight: IntGauge,
+    downstream_connections: IntGauge,
+    server_healthy: IntGaugeVec,
+    health_transitions: IntCounter,
+    auth_rejections: IntCounterVec,
+    reloads: IntCounterVec,
+    last_reload_ok: IntGauge,
+    last_reload_ts: IntGauge,
+    config_info: IntGaugeVec,
+    /// Handles for requests that matched no route.
+    pub unmatched: RouteMetrics,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let histogram_vec = |name: &str, help: &str| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                &["route", "upstream"],
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        use names::*;
+        let requests = counter_vec(
+            REQUESTS_TOTAL,
+            "Requests answered, by route pattern, upstream, method and status.",
+            &["route", "upstream", "method", "status"],
+        );
+        let duration = histogram_vec(
+            REQUEST_DURATION,
+            "Time from request to the end of the response.",
+        );
+        let upstream_duration = histogram_vec(
+            UPSTREAM_DURATION,
+            "Time from choosing a server to its response headers.",
+        );
+        let build = gauge_vec(BUILD_INFO, "Build of the running gateway.", &["version"]);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let unmatched = RouteMetrics::new(
+            UNMATCHED,
+            UNMATCHED,
+            &requests,
+            &duration,
+            &upstream_duration,
+        );
+        let auth_rejections = counter_vec(
+            AUTH_REJECTIONS,
+            "Requests refused by authentication, by route pattern and reason.",
+            &["route", "reason"],
+        );
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = registry.register(Box::new(pc));
+        }
+        let m = Metrics {
+            in_flight: gauge(REQUESTS_IN_FLIGHT, "Requests being processed."),
+            downstream_connections: gauge(
+                DOWNSTREAM_CONNECTIONS,
+                "Open client connections to the proxy listener.",
+            ),
+            server_healthy: gauge_vec(
+                UPSTREAM_SERVER_HEALTHY,
+                "1 if the server is in rotation, 0 if health checks took it out.",
+                &["upstream", "server"],
+            ),
+            health_transitions: {
+                let c = IntCounter::new(HEALTH_TRANSITIONS, "Servers going in or out of rotation.")
+                    .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            reloads: counter_vec(
+                CONFIG_RELOADS,
+                "Config reloads, by result (success, failure).",
+                &["result"],
+            ),
+            last_reload_ok: gauge(
+                CONFIG_LAST_RELOAD_SUCCESSFUL,
+                "1 if the last reload attempt succeeded.",
+            ),
+            last_reload_ts: gauge(
+                CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
+                "Unix time of the last successful config load.",
+            ),
+            config_info: gauge_vec(
+                CONFIG_INFO,
+                "The config in force (hash of the file).",
+                &["hash"],
+            ),
+            registry,
+            requests,
+            duration,
+            upstream_duration,
+            auth_rejections,
+            unmatched,
+        };
+        m.reloads.with_label_values(&["success"]);
+        m.reloads.with_label_values(&["failure"]);
+        Arc::new(m)
+    }
+
+    /// Handles for one route (resolved when a table is compiled).
+    pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics::new(
+            route,
+            upstream,
+            &self.requests,
+            &self.duration,
+            &self.upstream_duration,
+        )
+    }
+
+    /// Counts a request refused by authentication.
+    pub fn auth_rejection(&self, route: &str, reason: &str) {
+        self.auth_rejections
+            .with_label_values(&[route, reason])
+            .inc();
+    }
+
+    /// Copies state kept elsewhere (health, reloads, connections) into the
+    /// registry; runs at scrape time only.
+    fn refresh(&self, admin: &AdminState) {
+        self.server_healthy.reset();
+        for s in admin.checker.snapshot() {
+            self.server_healthy
+                .with_label_values(&[&s.upstream, &s.server])
+                .set(i64::from(s.healthy));
+        }
+        let t = admin.checker.transitions();
+        self.health_transitions
+            .inc_by(t.saturating_sub(self.health_transitions.get()));
+        let r = &admin.reloads;
+        let sync = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
+        sync(
+            &self.reloads.with_label_values(&["success"]),
+            r.succeeded.load(Ordering::Relaxed),
+        );
+        sync(
+            &self.reloads.with_label_values(&["failure"]),
+            r.failed.load(Ordering::Relaxed),
+        );
+        self.last_reload_ok
+            .set(i64::from(r.last_successful.load(Ordering::Relaxed)));
+        self.last_reload_ts
+            .set(r.last_success_timestamp.load(Ordering::Relaxed) as i64);
+        self.config_info.reset();
+        self.config_info
+            .with_label_values(&[&format!("{:016x}", r.config_hash.load(Ordering::Relaxed))])
+            .set(1);
+        if let Some(n) = established_connections(admin.proxy_port) {
+            self.downstream_connections.set(n as i64);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, admin: &AdminState) -> String {
+        self.refresh(admin);
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// One route's metric handles. Histograms are created on first use, so
+/// 10,000 routes that see no traffic export no series.
+pub struct RouteMetrics {
+    route: Box<str>,
+    upstream: Box<str>,
+    family: IntCounterVec,
+    /// (method, status) → counter; read lock-free, extended on a miss.
+    counters: ArcSwap<HashMap<(http::Method, u16), IntCounter>>,
+    duration_vec: HistogramVec,
+    upstream_vec: HistogramVec,
+    duration: OnceLock<Histogram>,
+    upstream_duration: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    fn new(
+        route: &str,
+        upstream: &str,
+        family: &IntCounterVec,
+        duration: &HistogramVec,
+        upstream_duration: &HistogramVec,
+    ) -> Self {
+        RouteMetrics {
+            route: route.into(),
+            upstream: upstream.into(),
+            family: family.clone(),
+            counters: ArcSwap::default(),
+            duration_vec: duration.clone(),
+            upstream_vec: upstream_duration.clone(),
+            duration: OnceLock::new(),
+            upstream_duration: OnceLock::new(),
+        }
+    }
+
+    pub fn route_label(&self) -> &str {
+        &self.route
+    }
+
+    /// Counts one finished request and its duration.
+    pub fn observe(&self, method: &http::Method, status: u16, elapsed: Duration) {
+        let key = (method.clone(), status);
+        let counter = match self.counters.load().get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.family.with_label_values(&[
+                    &*self.route,
+                    &*self.upstream,
+                    method.as_str(),
+                    itoa(status).as_str(),
+                ]);
+                self.counters.rcu(|m| {
+                    let mut m = HashMap::clone(m);
+                    m.insert(key.clone(), c.clone());
+                    m
+                });
+                c
+            }
+        };
+        counter.inc();
+        self.duration
+            .get_or_init(|| {
+                self.duration_vec
+                    .with_label_values(&[&*self.route, &*self.upstream])
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the time to the upstream's response headers.
+    pub fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream_duration
+            .get_or_init(|| {
+                self.upstream_vec
+                    .with_label_values(&[&*self.route, &*self.upstream])
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route)
+            .finish()
+    }
+}
+
+fn itoa(n: u16) -> String {
+    n.to_string()
+}
+
+/// What the admin listener reports on.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub checker: Checker,
+    pub reloads: Arc<ReloadStats>,
+    pub table: Arc<ArcSwap<RouteTable>>,
+    pub draining: Arc<AtomicBool>,
+    pub proxy_port: u16,
+    pub metrics_path: String,
+}
+
+impl AdminState {
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if path == self.metrics_path {
+            return text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render(self),
+            );
+        }
+        match path {
+            "/healthz" => text(
+                StatusCode::OK,
+                "application/json",
+                r#"{"status":"alive"}"#.into(),
+            ),
+            "/readyz" => self.ready(),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                r#"{"error":"not found"}"#.into(),
+            ),
+        }
+    }
+
+    /// Ready: a config is loaded and the process is not draining. The body
+    /// summarizes upstream health (informational: a gateway with a dead
+    /// upstream still serves the others).
+    fn ready(&self) -> Response<Full<Bytes>> {
+        let draining = self.draining.load(Ordering::Relaxed);
+        let mut upstreams = serde_json::Map::new();
+        for s in self.checker.snapshot() {
+            let e = upstreams
+                .entry(s.upstream.clone())
+                .or_insert_with(|| serde_json::json!({"healthy": 0, "total": 0, "servers": {}}));
+            e["total"] = (e["total"].as_u64().unwrap_or(0) + 1).into();
+            if s.healthy {
+                e["healthy"] = (e["healthy"].as_u64().unwrap_or(0) + 1).into();
+            }
+            e["servers"][&s.server] = s.healthy.into();
+        }
+        let table = self.table.load();
+        let body = serde_json::json!({
+            "status": if draining { "draining" } else { "ready" },
+            "config_hash": format!("{:016x}", table.hash),
+            "routes": table.routes.len(),
+            "upstreams": upstreams,
+        });
+        let status = if draining {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        text(status, "application/json", body.to_string())
+    }
+
+    /// Serves the admin listener until the task ends. The socket has
+    /// `SO_REUSEPORT`, so a new process can bind it during a graceful upgrade
+    /// while the old one still serves it.
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr) {
+        let listener = loop {
+            match bind_reuseport(addr) {
+                Ok(l) => break l,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot bind the metrics listener; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        tracing::info!(%addr, "metrics listener up");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
+/// Established TCP connections whose local port is `port` (Linux; read at
+/// scrape time from /proc, never on the request path).
+fn established_connections(port: u16) -> Option<usize> {
+    let mut n = 0;
+    let mut any = false;
+    for file in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        any = true;
+        for line in text.lines().skip(1) {
+            let mut f = line.split_whitespace();
+            let local = f.nth(1).unwrap_or("");
+            let state = f.nth(1).unwrap_or("");
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if state == "01" && local_port == Some(port) {
+                n += 1;
+            }
+        }
+    }
+    any.then_some(n)
+}
+
+/// The admin listener as a Pingora background service (it starts after
+/// `--daemon` forks).
+pub struct AdminService {
+    pub state: Arc<AdminState>,
+    pub addr: SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        tokio::select! {
+            _ = self.state.clone().serve(self.addr) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
