@@ -323,8 +323,27 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Pingora's own error line lacks the request id; `fail_to_proxy` logs one that has it.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        true
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, msg) = error_status(e);
+        let route = ctx.route();
+        let server = match (route, &ctx.server) {
+            (Some(r), Some(s)) => r.upstream.server_label(s),
+            _ => "",
+        };
+        let request_id = ctx.request_id.to_str().unwrap_or("");
+        let (route_label, upstream) = route.map_or(("", ""), |r| (&*r.pattern, &*r.upstream.name));
+        if downstream_gone(e) {
+            tracing::info!(request_id, route = route_label, error = %e, "client went away");
+        } else if status.is_server_error() {
+            tracing::error!(request_id, route = route_label, upstream, server, status = status.as_u16(), error = %e, "request failed");
+        } else {
+            tracing::warn!(request_id, route = route_label, status = status.as_u16(), error = %e, "request failed");
+        }
         let mut extra: Vec<(header::HeaderName, HeaderValue)> = vec![];
         if status == StatusCode::SERVICE_UNAVAILABLE {
             extra.push((header::RETRY_AFTER, HeaderValue::from_static("5")));

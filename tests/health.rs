@@ -310,3 +310,45 @@ async fn a_long_idle_stream_survives_on_a_route_whose_timeout_allows_it() {
     assert_eq!(get(&gw.url("/sleep/3000")).await.0, 504);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_state_survives_a_reload_and_new_servers_are_checked_at_once() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let slow_checks = |servers: &[&Upstream]| {
+        let list: Vec<String> = servers.iter().map(|u| format!("\"{}\"", u.addr)).collect();
+        format!(
+            "upstreams:\n  app: {{ servers: [{}] }}\nroutes:\n  - {{ path: \"/*\", upstream: app, auth_required: false }}\nhealth_check:\n  interval_seconds: 0.2\n  timeout_seconds: 0.3\n  healthy_threshold: 1\n  unhealthy_threshold: 1\n",
+            list.join(", ")
+        )
+    };
+    let gw = Gateway::start(&slow_checks(&[&a]));
+    a.state.health_status.store(500, Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            get(&gw.url("/x")).await.0 == 503
+        })
+        .await
+    );
+
+    // Reload with a longer interval: `a` must stay out (its state is kept),
+    // and `b`, new in this version, must be probed right away, not 30 s later.
+    gw.write_config(
+        &slow_checks(&[&a, &b]).replace("interval_seconds: 0.2", "interval_seconds: 30"),
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            b.state.health_checks.load(Ordering::Relaxed) > 0
+        })
+        .await
+    );
+    for _ in 0..5 {
+        let (status, _, body) = get(&gw.url("/x")).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("\"app\":\"b\""),
+            "the unhealthy server came back with the reload: {body}"
+        );
+    }
+    assert!(gw.log().contains("config reloaded"));
+}

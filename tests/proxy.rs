@@ -370,7 +370,19 @@ async fn gateway_errors_are_json_with_the_right_status() {
         }
     };
     check(404, "no route")(cl.get(gw.url("/nowhere")).send().await.unwrap()).await;
-    check(502, "refused")(cl.get(gw.url("/down/x")).send().await.unwrap()).await;
+    let r = cl.get(gw.url("/down/x")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    check(502, "refused")(r).await;
+    // The error line in the log carries the request id.
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"request failed\"") && l.contains(&id))
+        .unwrap_or_else(|| panic!("no error line for {id}:\n{log}"));
+    assert!(
+        line.contains("\"level\":\"ERROR\"") && line.contains("\"upstream\":\"down\""),
+        "{line}"
+    );
     let started = Instant::now();
     check(504, "timed out")(cl.get(gw.url("/slow/sleep/3000")).send().await.unwrap()).await;
     assert!(
