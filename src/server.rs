@@ -10,7 +10,8 @@ use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
 use crate::routing::RouteTable;
 use arc_swap::ArcSwap;
-use pingora_core::listeners::TcpSocketOptions;
+use pingora_core::listeners::{ListenerConfig, TcpSocketOptions};
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
@@ -81,7 +82,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if config.server.reuse_port {
         sock.so_reuseport = Some(true);
     }
-    proxy.add_tcp_with_settings(&config.server.bind_address, sock);
+    proxy.add_listener(
+        ListenerConfig::tcp(config.server.bind_address.as_str())
+            .tcp_socket_options(sock)
+            .l4_buffer(L4BufferSettings::default().read(config.server.read_buffer_bytes)),
+    );
     server.add_service(proxy);
 
     let mut checks = HealthCheckService::new(ctx.health.clone());

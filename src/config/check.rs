@@ -65,6 +65,7 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
         grace_period_seconds: _,
         graceful_shutdown_timeout_seconds: _,
         reuse_port: _,
+        read_buffer_bytes: _,
         config_poll_interval_seconds: _,
     } = s;
     let proxy = listen_addr(bind_address, "/server/bind_address", r);

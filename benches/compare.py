@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: the gateway against nginx and a bare Pingora proxy.
+
+One command (installs nginx and wrk if missing, builds in release mode):
+
+    python3 benches/compare.py                # 8 interleaved rounds of 3 s per row
+    python3 benches/compare.py --rounds 10 --seconds 5 --idle 10000
+
+Everything runs on 127.0.0.1 with one worker each (nginx worker_processes 1,
+Pingora threads 1), the same upstream (nginx answering from memory), the same
+load generator (wrk -t1 -c64). Rows are measured in a shuffled order inside
+each round, so drift on a shared machine hits every row alike; ratios are
+medians of per-round ratios. A second nginx proxy is a control pair: its
+ratio to the first is the run's noise floor. Then each proxy holds N idle
+keep-alive client connections and its RSS is read. Every process started is
+stopped by its pid; every load loop is bounded in time.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET = "bench-secret-0123456789abcdef-0123456789"
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def ensure_tools():
+    missing = [p for p, cmd in (("nginx", "nginx"), ("wrk", "wrk"), ("cmake", "cmake")) if not shutil.which(cmd) and not os.path.exists("/usr/sbin/" + cmd)]
+    if missing:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        sh(*sudo, "apt-get", "update", "-qq")
+        sh(*sudo, "apt-get", "install", "-y", "-qq", *missing, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Proc:
+    def __init__(self, name, args, pid_from_file=None, env=None, log=None):
+        self.name = name
+        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL,
+                                  preexec_fn=raise_fd_limit, env=env)
+        self.pid_from_file = pid_from_file
+
+    @property
+    def pid(self):
+        """The process doing the work (nginx: its single worker)."""
+        if self.pid_from_file:
+            master = int(open(self.pid_from_file).read().strip())
+            kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+            return int(kids[0]) if kids else master
+        return self.p.pid
+
+    def stop(self):
+        try:
+            if self.pid_from_file and os.path.exists(self.pid_from_file):
+                os.kill(int(open(self.pid_from_file).read().strip()), signal.SIGTERM)
+            self.p.send_signal(signal.SIGTERM)
+            self.p.wait(timeout=10)
+        except Exception:
+            self.p.kill()
+
+
+def cpu_seconds(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid, field="VmRSS"):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status < 500:
+                    return
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url} never answered")
+
+
+def nginx_conf(d, name, port, body, http_extra=""):
+    conf = os.path.join(d, f"{name}.conf")
+    open(conf, "w").write(f"""
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid {d}/{name}.pid;
+error_log {d}/{name}.error.log;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  keepalive_requests 100000;
+  {http_extra}
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    {body}
+  }}
+}}
+""")
+    return conf
+
+
+def start_nginx(d, name, port, body, http_extra=""):
+    conf = nginx_conf(d, name, port, body, http_extra)
+    p = Proc(name, ["nginx", "-c", conf, "-g", "daemon off;"], pid_from_file=f"{d}/{name}.pid")
+    wait_http(f"http://127.0.0.1:{port}/health")
+    return p
+
+
+def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False):
+    routes = [("/oauth/*", False), ("/admin/*", auth), ("/kline/*", auth), ("/flow/*", auth), ("/test/*", auth), ("/*", auth)]
+    lines = [f'  - {{ path: "{p}", upstream: app, auth_required: {str(a).lower()} }}' for p, a in routes]
+    return f"""server:
+  bind_address: "127.0.0.1:{port}"
+  worker_threads: 1
+  pid_file: "{d}/gw-{port}.pid"
+  upgrade_sock: "{d}/gw-{port}.sock"
+upstreams:
+  app: {{ servers: ["127.0.0.1:{upstream_port}"] }}
+routes:
+{chr(10).join(lines)}
+{extra_routes}
+health_check: {{ interval_seconds: 5, path: /health }}
+auth:
+  jwt_secret: "{SECRET}"
+metrics:
+  bind_address: "127.0.0.1:{mport}"
+logging: {{ level: info, format: json }}
+"""
+
+
+def start_gateway(d, name, config_text, binary):
+    # Each gateway's config in a directory of its own: the file watcher wakes on
+    # any write in that directory, and logs must not land there.
+    os.makedirs(os.path.join(d, name), exist_ok=True)
+    path = os.path.join(d, name, "gateway.yaml")
+    open(path, "w").write(config_text)
+    port = int(re.search(r'bind_address: "127.0.0.1:(\d+)"', config_text).group(1))
+    log = open(os.path.join(d, f"{name}.log"), "w")  # access log on, to a file
+    p = Proc(name, [os.path.join(ROOT, "target/release/gateway"), "run", "--config", path], log=log)
+    wait_http(f"http://127.0.0.1:{port}/oauth/health")
+    p.config_path = path
+    return p
+
+
+def hs256_token():
+    import base64, hmac, hashlib
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 7200}).encode())
+    sig = b64(hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def wrk(url, seconds, header=None):
+    args = ["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if header:
+        args += ["-H", header]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    def num(pattern, default=0.0):
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else default
+    def ms(label):
+        m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)) + int(num(r"Non-2xx or 3xx responses: (\d+)"))
+    return {"rps": num(r"Requests/sec:\s+([\d.]+)"), "requests": num(r"(\d+) requests in"),
+            "p50": ms("50"), "p99": ms("99"), "errors": errors}
+
+
+async def hold_idle(port, n, path, header=""):
+    """Opens n keep-alive connections, one request each, and keeps them open."""
+    conns = []
+    req = f"GET {path} HTTP/1.1\r\nHost: bench\r\n{header}\r\n".encode()
+    sem = asyncio.Semaphore(500)
+    async def one():
+        async with sem:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(req)
+            await w.drain()
+            await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+            conns.append((r, w))
+    results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    failed = sum(1 for x in results if isinstance(x, Exception))
+    return conns, failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections for the memory test (0: skip)")
+    ap.add_argument("--json", help="write the raw results here")
+    args = ap.parse_args()
+    raise_fd_limit()
+    ensure_tools()
+    sh("cargo", "build", "--release", "--bin", "gateway", "--example", "bare_pingora", cwd=ROOT)
+
+    d = tempfile.mkdtemp(prefix="gw-bench-")
+    os.chmod(d, 0o755)  # nginx workers (user nobody) read the 4 KiB file
+    procs = []
+    try:
+        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "gw", "gw_auth", "gw_10k", "gw_reload", "m1", "m2", "m3", "m4")}
+        open(os.path.join(d, "4k.txt"), "w").write("x" * 4096)  # served from the page cache
+        up = start_nginx(d, "upstream", ports["up"], f"""
+    location = /health {{ return 200 "ok"; }}
+    location ~ /4k$ {{ root {d}; default_type text/plain; try_files /4k.txt =404; }}
+    location / {{ return 200 "ok"; }}""")
+        procs.append(up)
+        proxy_body = 'location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+        backend = f"upstream backend {{ server 127.0.0.1:{ports['up']}; keepalive 128; }}"
+        for name in ("nginx", "nginx2"):
+            procs.append(start_nginx(d, name, ports[name], proxy_body, backend))
+        nginx, nginx2 = procs[1], procs[2]
+        bare = Proc("bare", [os.path.join(ROOT, "target/release/examples/bare_pingora"), f"127.0.0.1:{ports['bare']}", f"127.0.0.1:{ports['up']}", "1"])
+        procs.append(bare)
+        wait_http(f"http://127.0.0.1:{ports['bare']}/health")
+        gw = start_gateway(d, "gw", gateway_config(d, ports["gw"], ports["up"], ports["m1"]), ROOT)
+        gw_auth = start_gateway(d, "gw_auth", gateway_config(d, ports["gw_auth"], ports["up"], ports["m2"], auth=True), ROOT)
+        many = "\n".join(f'  - {{ path: "/svc{i}/v{i % 7}/*", upstream: app, auth_required: false }}' for i in range(10_000))
+        gw_10k = start_gateway(d, "gw_10k", gateway_config(d, ports["gw_10k"], ports["up"], ports["m3"], extra_routes=many), ROOT)
+        gw_reload = start_gateway(d, "gw_reload", gateway_config(d, ports["gw_reload"], ports["up"], ports["m4"]), ROOT)
+        procs += [gw, gw_auth, gw_10k, gw_reload]
+
+        token = hs256_token()
+        rows = {
+            "upstream direct": (up, f"http://127.0.0.1:{ports['up']}/test/x", None),
+            "nginx": (nginx, f"http://127.0.0.1:{ports['nginx']}/test/x", None),
+            "nginx (control)": (nginx2, f"http://127.0.0.1:{ports['nginx2']}/test/x", None),
+            "bare pingora": (bare, f"http://127.0.0.1:{ports['bare']}/test/x", None),
+            "gateway": (gw, f"http://127.0.0.1:{ports['gw']}/test/x", None),
+            "gateway 4 KiB": (gw, f"http://127.0.0.1:{ports['gw']}/test/4k", None),
+            "nginx 4 KiB": (nginx, f"http://127.0.0.1:{ports['nginx']}/test/4k", None),
+            "bare pingora 4 KiB": (bare, f"http://127.0.0.1:{ports['bare']}/test/4k", None),
+            "gateway auth HS256": (gw_auth, f"http://127.0.0.1:{ports['gw_auth']}/test/x", f"Authorization: Bearer {token}"),
+            "gateway 10k routes": (gw_10k, f"http://127.0.0.1:{ports['gw_10k']}/svc9999/v3/x", None),
+            "gateway reload 1/s": (gw_reload, f"http://127.0.0.1:{ports['gw_reload']}/test/x", None),
+        }
+        results = {name: [] for name in rows}
+        stop_reload = threading.Event()
+        def reloader():
+            base = open(gw_reload.config_path).read()
+            n = 0
+            while not stop_reload.wait(1.0):
+                n += 1
+                open(gw_reload.config_path, "w").write(base + f"\nresponse_headers: {{ X-Version: \"{n}\" }}\n")
+        for r in range(args.rounds):
+            order = list(rows)
+            random.shuffle(order)
+            for name in order:
+                proc, url, header = rows[name]
+                pid = proc.pid
+                t = None
+                if name == "gateway reload 1/s":
+                    stop_reload.clear()
+                    t = threading.Thread(target=reloader, daemon=True)
+                    t.start()
+                c0 = cpu_seconds(pid)
+                res = wrk(url, args.seconds, header)
+                res["cpu_us_per_req"] = (cpu_seconds(pid) - c0) / max(res["requests"], 1) * 1e6
+                if t:
+                    stop_reload.set()
+                    t.join()
+                results[name].append(res)
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {results[n][-1]['rps']:.0f}" for n in rows), file=sys.stderr)
+
+        def med(name, key):
+            return statistics.median(x[key] for x in results[name])
+        def ratio(a, b):
+            return statistics.median(x["rps"] / max(y["rps"], 1) for x, y in zip(results[a], results[b]))
+        peak = {name: rss_kb(proc.pid, "VmHWM") for name, (proc, _, _) in rows.items()}
+
+        print(f"\n{'row':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}{'peak RSS MB':>13}")
+        for name in rows:
+            errs = sum(x["errors"] for x in results[name])
+            print(f"{name:<22}{med(name, 'rps'):>10.0f}{med(name, 'p50'):>9.2f}{med(name, 'p99'):>9.2f}{errs:>8}{med(name, 'cpu_us_per_req'):>12.1f}{peak[name] / 1024:>13.1f}")
+        ratios = {
+            "nginx (control) / nginx  [noise floor]": ratio("nginx (control)", "nginx"),
+            "bare pingora / nginx": ratio("bare pingora", "nginx"),
+            "gateway / nginx": ratio("gateway", "nginx"),
+            "gateway / bare pingora": ratio("gateway", "bare pingora"),
+            "gateway 4 KiB / nginx 4 KiB": ratio("gateway 4 KiB", "nginx 4 KiB"),
+            "gateway 4 KiB / bare pingora 4 KiB": ratio("gateway 4 KiB", "bare pingora 4 KiB"),
+            "gateway auth HS256 / gateway": ratio("gateway auth HS256", "gateway"),
+            "gateway 10k routes / gateway": ratio("gateway 10k routes", "gateway"),
+            "gateway reload 1/s / gateway": ratio("gateway reload 1/s", "gateway"),
+        }
+        print("\nratios (median of per-round ratios):")
+        for k, v in ratios.items():
+            print(f"  {k:<40}{v:6.3f}")
+
+        idle = {}
+        if args.idle:
+            print(f"\nRSS with {args.idle} idle keep-alive connections:")
+            for name, proc, port in (("nginx", nginx, ports["nginx"]), ("bare pingora", bare, ports["bare"]), ("gateway", gw, ports["gw"])):
+                before = rss_kb(proc.pid)
+                conns, failed = asyncio.run(asyncio.wait_for(hold_and_measure(port, args.idle, proc), 120))
+                idle[name] = {"rss_before_mb": before / 1024, "rss_mb": conns / 1024, "failed": failed}
+                print(f"  {name:<14}{conns / 1024:8.1f} MB  (idle before: {before / 1024:.1f} MB, failed connections: {failed})")
+        if args.json:
+            json.dump({"results": results, "ratios": ratios, "idle": idle}, open(args.json, "w"), indent=1)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+async def hold_and_measure(port, n, proc):
+    conns, failed = await hold_idle(port, n, "/test/x")
+    await asyncio.sleep(1)
+    rss = rss_kb(proc.pid)
+    for _, w in conns:
+        w.close()
+    return rss, failed
+
+
+if __name__ == "__main__":
+    main()
