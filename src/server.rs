@@ -2,6 +2,7 @@
 //! to a Pingora `Server`, which owns listeners, workers, daemonizing,
 //! graceful upgrade (SIGQUIT + `--upgrade`) and graceful shutdown (SIGTERM).
 
+use crate::auth::JwksRefresher;
 use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
 use crate::logging;
@@ -11,6 +12,7 @@ use arc_swap::ArcSwap;
 use pingora_core::listeners::TcpSocketOptions;
 use pingora_core::server::Server;
 use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::services::background::background_service;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,6 +71,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     proxy.add_tcp_with_settings(&config.server.bind_address, sock);
     server.add_service(proxy);
+    server.add_service(background_service(
+        "jwks refresh",
+        JwksRefresher(ctx.jwks.clone()),
+    ));
 
     tracing::info!(
         config = %opts.config.display(),

@@ -5,9 +5,9 @@
 //! [`prepare`] (= [`super::load_file`] + [`compile`]) is the one function
 //! behind `gateway validate`, the start and every reload.
 
-use super::model::{FileConfig, RouteConfig, UpstreamConfig};
+use super::model::{FileConfig, IntrospectionMode, RouteConfig, UpstreamConfig};
 use super::{ConfigErrors, Diagnostic, Loaded, load_file};
-use crate::auth::{AuthSettings, Authenticator};
+use crate::auth::{Authenticator, JwksRegistry};
 use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
 use http::{HeaderName, HeaderValue, Method};
@@ -22,6 +22,9 @@ use std::time::Duration;
 pub struct CompileContext {
     /// Health state of every server, kept across reloads.
     pub health: Arc<HealthRegistry>,
+    /// JWKS key sets by location, kept across reloads (never refetched
+    /// because a config was compiled again).
+    pub jwks: Arc<JwksRegistry>,
 }
 
 /// A checked and compiled config file.
@@ -136,14 +139,11 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         .collect();
 
     let a = &config.auth;
-    let auth = a.jwt_secret.is_some().then(|| {
-        Authenticator::new(&AuthSettings {
-            jwt_secret: a.jwt_secret.as_deref(),
-            leeway_seconds: a.leeway_seconds,
-            issuer: a.issuer.as_deref(),
-            audience: a.audience.as_deref(),
-        })
-    });
+    let has_source = a.jwt_secret.is_some()
+        || a.jwks_url.is_some()
+        || a.oauth_service_url.is_some()
+        || a.introspection.mode != IntrospectionMode::Off;
+    let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks));
 
     let table = RouteTable {
         router,
