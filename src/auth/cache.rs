@@ -25,8 +25,10 @@ struct Entry<V> {
     until: Instant,
 }
 
+type Shard<V> = Mutex<HashMap<TokenHash, Entry<V>>>;
+
 pub struct TokenCache<V> {
-    shards: Box<[Mutex<HashMap<TokenHash, Entry<V>>>]>,
+    shards: Box<[Shard<V>]>,
     per_shard: usize,
 }
 
@@ -39,7 +41,7 @@ impl<V: Clone> TokenCache<V> {
         }
     }
 
-    fn shard(&self, key: &TokenHash) -> &Mutex<HashMap<TokenHash, Entry<V>>> {
+    fn shard(&self, key: &TokenHash) -> &Shard<V> {
         &self.shards[key[0] as usize % SHARDS]
     }
 

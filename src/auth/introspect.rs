@@ -25,22 +25,14 @@ struct Answer {
 impl Introspector {
     /// `Ok(Some(claims))` for an active token, `Ok(None)` for an inactive one.
     pub async fn introspect(&self, token: &str) -> Result<Option<Claims>, AuthError> {
-        let body = format!("token={}&token_type_hint=access_token", form_encode(token));
-        let mut req = self
-            .client
-            .post(&self.url)
-            .timeout(self.timeout)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(http::header::ACCEPT, "application/json")
-            .body(body);
-        if let Some((id, secret)) = &self.basic {
-            req = req.basic_auth(form_encode(id), Some(form_encode(secret)));
-        }
-        let resp = req.send().await.map_err(|e| {
-            tracing::warn!(url = %self.url, error = %e, "introspection failed");
+        // One retry: a pooled connection the authority just closed is not
+        // an outage (introspection is idempotent).
+        let resp = match self.send(token).await {
+            Err(e) if !e.is_timeout() => self.send(token).await,
+            r => r,
+        };
+        let resp = resp.map_err(|e| {
+            tracing::warn!(url = %self.url, error = %error_chain(&e), "introspection failed");
             AuthError::Unavailable
         })?;
         if !resp.status().is_success() {
@@ -57,6 +49,36 @@ impl Introspector {
             .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp());
         Ok((answer.active && !expired).then_some(answer.claims))
     }
+
+    async fn send(&self, token: &str) -> Result<reqwest::Response, reqwest::Error> {
+        let body = format!("token={}&token_type_hint=access_token", form_encode(token));
+        let mut req = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(body);
+        if let Some((id, secret)) = &self.basic {
+            req = req.basic_auth(form_encode(id), Some(form_encode(secret)));
+        }
+        req.send().await
+    }
+}
+
+/// An error with its causes (reqwest's own message hides them).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
