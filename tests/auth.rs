@@ -688,3 +688,36 @@ async fn real_oauth_server_jwt_and_opaque_tokens_pass_the_gateway() {
     let (status, _, _) = call(&gw, "/api/x", Some("not-a-token-it-issued")).await;
     assert_eq!(status, 401, "{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_always_refuses_a_revoked_jwt() {
+    let app = Upstream::start("app").await;
+    let authority = Authority::start(vec![]).await;
+    let live = token(json!({"sub": "frank"}));
+    let revoked = token(json!({"sub": "grace"}));
+    authority
+        .active
+        .lock()
+        .unwrap()
+        .insert(live.clone(), json!({"active": true, "sub": "frank"}));
+    let gw = Gateway::start(&config(
+        &app,
+        &format!(
+            "  jwt_secret: \"{SECRET}\"\n  oauth_service_url: \"{}\"\n  token_validation_endpoint: /introspect\n  introspection: {{ mode: always }}\n",
+            authority.url()
+        ),
+    ));
+    assert_eq!(call(&gw, "/api/x", Some(&live)).await.0, 200);
+    assert_eq!(
+        call(&gw, "/api/x", Some(&revoked)).await.0,
+        401,
+        "good signature, revoked"
+    );
+    // A bad signature is refused before the authority is asked.
+    let forged = token_with(
+        "forged-secret-0123456789abcdef-0123",
+        json!({"sub": "frank"}),
+    );
+    assert_eq!(call(&gw, "/api/x", Some(&forged)).await.0, 401);
+    assert_eq!(authority.introspections.load(Ordering::SeqCst), 2);
+}
