@@ -277,6 +277,20 @@ async fn jwks_rs256_and_es256_tokens_are_accepted() {
         assert_eq!(call(&gw, "/api/x", Some(&rs)).await.0, 200);
     }
     assert_eq!(authority.jwks_fetches.load(Ordering::SeqCst), 1);
+
+    // A flood of tokens naming an unknown kid: refused, and the authority
+    // sees at most one more fetch (single flight, rate-limited).
+    let unknown = signed(
+        Algorithm::RS256,
+        Some("nope"),
+        &rsa(RSA1),
+        json!({"sub": "x"}),
+    );
+    let calls = (0..20).map(|_| call(&gw, "/api/x", Some(&unknown)));
+    for (status, _, _) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 401);
+    }
+    assert!(authority.jwks_fetches.load(Ordering::SeqCst) <= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
