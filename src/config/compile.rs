@@ -163,3 +163,35 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const TEXT: &str = "upstreams:\n  app: { servers: [\"127.0.0.1:3001\"] }\nroutes:\n  - { path: \"/*\", upstream: app }\nhealth_check: { enabled: false }\nauth:\n  jwks_url: \"http://127.0.0.1:9/jwks\"\n";
+
+    #[test]
+    fn a_recompiled_config_keeps_the_key_sets_it_had() {
+        let ctx = CompileContext::default();
+        let compile_once = || compile(load_str("t.yaml", TEXT, &|_| None).unwrap(), &ctx).unwrap();
+        let first = compile_once();
+        let source = ctx.jwks.source(
+            crate::auth::JwksLocation::Url("http://127.0.0.1:9/jwks".into()),
+            Default::default(),
+        );
+        source
+            .install(br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#)
+            .unwrap();
+        // A reload compiles again and drops the old table: the keys stay.
+        let second = compile_once();
+        drop(first);
+        let again = ctx.jwks.source(
+            crate::auth::JwksLocation::Url("http://127.0.0.1:9/jwks".into()),
+            Default::default(),
+        );
+        assert!(Arc::ptr_eq(&source, &again));
+        assert!(again.current().by_kid("k").is_some());
+        assert!(second.table.auth.is_some());
+    }
+}
