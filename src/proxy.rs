@@ -57,6 +57,7 @@ pub struct Ctx {
     /// When the current server was chosen (upstream latency).
     upstream_started: Option<Instant>,
     subject: Option<String>,
+    client_id: Option<String>,
 }
 
 impl Drop for Ctx {
@@ -88,6 +89,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             upstream_started: None,
             subject: None,
+            client_id: None,
         }
     }
 
@@ -100,9 +102,19 @@ impl ProxyHttp for Gateway {
             _ => self.ids.next(),
         };
         {
+            // Identity headers come from the gateway only, on every route.
             let req = session.req_header_mut();
-            for h in auth::IDENTITY_HEADERS {
-                req.remove_header(h);
+            match &ctx.table.auth {
+                Some(a) => {
+                    for h in a.stripped_headers() {
+                        req.remove_header(h);
+                    }
+                }
+                None => {
+                    for h in auth::IDENTITY_HEADERS {
+                        req.remove_header(h);
+                    }
+                }
             }
         }
 
@@ -138,25 +150,11 @@ impl ProxyHttp for Gateway {
         };
         ctx.route = Some(route_idx);
 
+        // Every request on a protected route, upgrades and streams included.
         if route.auth_required
-            && let Err(e) = authenticate(session, &table, route, ctx)
+            && let Err(e) = authenticate(session, &table, route, ctx).await
         {
-            let (status, challenge) = challenge(e);
-            table.metrics.auth_rejection(&route.pattern, e.reason());
-            tracing::info!(
-                request_id = ctx.request_id.to_str().unwrap_or(""),
-                route = %route.pattern,
-                reason = e.reason(),
-                "request not authenticated"
-            );
-            respond_error(
-                session,
-                ctx,
-                status,
-                e.to_string().as_str(),
-                &[(header::WWW_AUTHENTICATE, challenge)],
-            )
-            .await?;
+            reject(session, &table, route, ctx, e).await?;
             return Ok(true);
         }
 
@@ -397,55 +395,96 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// Checks the bearer token of a protected route and passes the identity on.
-fn authenticate(
+/// Checks the token of a protected route and passes the identity on.
+async fn authenticate(
     session: &mut Session,
     table: &RouteTable,
     route: &Route,
     ctx: &mut Ctx,
 ) -> std::result::Result<(), AuthError> {
     let auth = table.auth.as_ref().ok_or(AuthError::Missing)?;
-    let token = auth::bearer_token(&session.req_header().headers).ok_or(AuthError::Missing)?;
-    let id = auth.verify(token)?;
-    if !route
-        .required_scopes
-        .iter()
-        .all(|s| id.scopes.iter().any(|have| have == &**s))
-    {
+    let token = auth
+        .token(&session.req_header().headers)
+        .ok_or(AuthError::Missing)?;
+    let id = auth.authenticate(token).await?;
+    ctx.subject = id.subject.clone();
+    ctx.client_id = id.client_id.clone();
+    if !id.has_scopes(&route.required_scopes) {
         return Err(AuthError::Scope);
     }
     let req = session.req_header_mut();
-    if let Some(sub) = &id.subject {
-        let _ = req.insert_header("x-user-id", sub.as_str());
+    for (name, value) in &id.headers {
+        let _ = req.insert_header(name.clone(), value.clone());
     }
-    if !id.scopes.is_empty() {
-        let _ = req.insert_header("x-user-scopes", id.scopes.join(" "));
+    if !auth.forward_authorization {
+        req.remove_header(&header::AUTHORIZATION);
     }
-    if let Some(c) = &id.client_id {
-        let _ = req.insert_header("x-client-id", c.as_str());
-    }
-    ctx.subject = id.subject;
     Ok(())
 }
 
-/// Status and `WWW-Authenticate` value for a refusal (RFC 6750 §3).
-fn challenge(e: AuthError) -> (StatusCode, HeaderValue) {
-    match e {
-        AuthError::Missing => (
-            StatusCode::UNAUTHORIZED,
+/// Answers a request that was not admitted: 401 / 403 with a
+/// `WWW-Authenticate` challenge (RFC 6750 §3), 503 when the authority could
+/// not be asked, or a redirect to the login page for a browser navigation.
+async fn reject(
+    session: &mut Session,
+    table: &RouteTable,
+    route: &Route,
+    ctx: &Ctx,
+    e: AuthError,
+) -> Result<()> {
+    // The one place a rejection is seen.
+    table.metrics.auth_rejection(&route.pattern, e.reason());
+    tracing::info!(
+        request_id = ctx.request_id.to_str().unwrap_or(""),
+        route = %route.pattern,
+        reason = e.reason(),
+        user = ctx.subject.as_deref().unwrap_or(""),
+        client = ctx.client_id.as_deref().unwrap_or(""),
+        "request not authenticated"
+    );
+    let auth = table.auth.as_ref();
+    if let Some(login) = auth.and_then(|a| a.login_redirect.as_ref())
+        && !matches!(e, AuthError::Scope | AuthError::Unavailable)
+        && is_navigation(session.req_header())
+    {
+        let req = session.req_header();
+        let original = format!(
+            "http://{}{}",
+            request_host_raw(req).unwrap_or("localhost"),
+            req.uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let mut resp = ResponseHeader::build(StatusCode::FOUND, Some(5))?;
+        resp.insert_header(header::LOCATION, login.location(&original))?;
+        resp.insert_header(header::CONTENT_LENGTH, 0)?;
+        resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
+        for (name, value) in ctx.table.response_headers.iter() {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        return session.write_response_header(Box::new(resp), true).await;
+    }
+    let extra = match (auth, e) {
+        (_, AuthError::Unavailable) => (header::RETRY_AFTER, HeaderValue::from_static("5")),
+        (Some(a), e) => (
+            header::WWW_AUTHENTICATE,
+            a.challenge(e, &route.required_scopes),
+        ),
+        (None, _) => (
+            header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"pingora-gateway\""),
         ),
-        AuthError::Scope => (
-            StatusCode::FORBIDDEN,
-            HeaderValue::from_static(
-                "Bearer realm=\"pingora-gateway\", error=\"insufficient_scope\"",
-            ),
-        ),
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            HeaderValue::from_static("Bearer realm=\"pingora-gateway\", error=\"invalid_token\""),
-        ),
-    }
+    };
+    respond_error(session, ctx, e.status(), &e.to_string(), &[extra]).await
+}
+
+/// A browser navigation: a GET that accepts HTML.
+fn is_navigation(req: &RequestHeader) -> bool {
+    req.method == http::Method::GET
+        && req
+            .headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")))
 }
 
 /// Writes `{"error": msg, "request_id": id}` with `status`.

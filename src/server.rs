@@ -2,6 +2,7 @@
 //! to a Pingora `Server`, which owns listeners, workers, daemonizing,
 //! graceful upgrade (SIGQUIT + `--upgrade`) and graceful shutdown (SIGTERM).
 
+use crate::auth::JwksRefresher;
 use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
 use crate::logging;
@@ -88,6 +89,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             .l4_buffer(L4BufferSettings::default().read(config.server.read_buffer_bytes)),
     );
     server.add_service(proxy);
+    server.add_service(background_service(
+        "jwks refresh",
+        JwksRefresher(ctx.jwks.clone()),
+    ));
 
     let mut checks = HealthCheckService::new(ctx.health.clone());
     checks.health_check_frequency = Some(crate::health::TICK);

@@ -103,6 +103,19 @@ const BROKEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "bad_auth.yaml",
+        &[
+            "6:13: auth.jwks_url: \"https://auth.example/jwks\": https is not supported",
+            "7:16: auth.cookie_name: \"my session\" is not a cookie name",
+            "8:18: auth.introspection: set both client_id and client_secret, or neither",
+            "8:26: auth.introspection.mode: introspection needs auth.oauth_service_url",
+            "8:26: auth.introspection.mode: introspection needs auth.token_validation_endpoint",
+            "9:28: auth.identity_headers.sub: \"Authorization\" is set by the gateway or the client",
+            "10:26: auth.login_redirect.url: \"login\" is neither an http(s) URL nor a path",
+            "11:15: auth.algorithms: an empty list accepts no token",
+        ],
+    ),
+    (
         "missing_fields.yaml",
         &["4:5: routes[0]: missing required field \"upstream\""],
     ),

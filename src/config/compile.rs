@@ -6,10 +6,11 @@
 //! behind `gateway validate`, the start and every reload.
 
 use super::model::{
-    FileConfig, HealthCheckConfig, HealthCheckOverride, RouteConfig, UpstreamConfig,
+    FileConfig, HealthCheckConfig, HealthCheckOverride, IntrospectionMode, RouteConfig,
+    UpstreamConfig,
 };
 use super::{ConfigErrors, Diagnostic, Loaded, load_file};
-use crate::auth::{AuthSettings, Authenticator};
+use crate::auth::{Authenticator, JwksRegistry};
 use crate::health::{Checker, Spec};
 use crate::metrics::Metrics;
 use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
@@ -31,6 +32,9 @@ pub struct CompileContext {
     pub checker: Checker,
     /// The process's metric registry (route handles are resolved from it).
     pub metrics: Arc<Metrics>,
+    /// JWKS key sets by location, kept across reloads (never refetched
+    /// because a config was compiled again).
+    pub jwks: Arc<JwksRegistry>,
     /// Resolve server names (always, except `gateway validate --no-resolve`
     /// in pipelines that cannot reach the production DNS).
     pub resolve_names: bool,
@@ -45,6 +49,7 @@ impl Default for CompileContext {
             health: Arc::new(health),
             checker,
             metrics: Metrics::new(),
+            jwks: Arc::default(),
             resolve_names: true,
         }
     }
@@ -182,14 +187,11 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         .collect();
 
     let a = &config.auth;
-    let auth = a.jwt_secret.is_some().then(|| {
-        Authenticator::new(&AuthSettings {
-            jwt_secret: a.jwt_secret.as_deref(),
-            leeway_seconds: a.leeway_seconds,
-            issuer: a.issuer.as_deref(),
-            audience: a.audience.as_deref(),
-        })
-    });
+    let has_source = a.jwt_secret.is_some()
+        || a.jwks_url.is_some()
+        || a.oauth_service_url.is_some()
+        || a.introspection.mode != IntrospectionMode::Off;
+    let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks));
 
     // Last step: nothing can fail any more, so the new settings are final.
     ctx.checker.set_specs(health_specs);
@@ -246,4 +248,36 @@ pub fn effective_health_check(
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const TEXT: &str = "upstreams:\n  app: { servers: [\"127.0.0.1:3001\"] }\nroutes:\n  - { path: \"/*\", upstream: app }\nhealth_check: { enabled: false }\nauth:\n  jwks_url: \"http://127.0.0.1:9/jwks\"\n";
+
+    #[test]
+    fn a_recompiled_config_keeps_the_key_sets_it_had() {
+        let ctx = CompileContext::default();
+        let compile_once = || compile(load_str("t.yaml", TEXT, &|_| None).unwrap(), &ctx).unwrap();
+        let first = compile_once();
+        let source = ctx.jwks.source(
+            crate::auth::JwksLocation::Url("http://127.0.0.1:9/jwks".into()),
+            Default::default(),
+        );
+        source
+            .install(br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#)
+            .unwrap();
+        // A reload compiles again and drops the old table: the keys stay.
+        let second = compile_once();
+        drop(first);
+        let again = ctx.jwks.source(
+            crate::auth::JwksLocation::Url("http://127.0.0.1:9/jwks".into()),
+            Default::default(),
+        );
+        assert!(Arc::ptr_eq(&source, &again));
+        assert!(again.current().by_kid("k").is_some());
+        assert!(second.table.auth.is_some());
+    }
 }

@@ -234,20 +234,24 @@ pub enum HealthCheckMethod {
 }
 
 /// Authentication settings, with the oauth-service as the authority.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Shared secret for HS256/384/512 tokens. Supports `${JWT_SECRET}`.
     /// Should be at least 32 bytes.
     #[serde(default)]
     pub jwt_secret: Option<String>,
-    /// Base URL of the OAuth 2.1 authority (the oauth-service).
+    /// Base URL of the OAuth 2.1 authority (the oauth-service), `http://…`.
+    /// Without `jwks_url`, its key set is discovered from
+    /// `/.well-known/openid-configuration` (then RFC 8414's
+    /// `/.well-known/oauth-authorization-server`).
     #[serde(default)]
     pub oauth_service_url: Option<String>,
-    /// Path on the authority of the RFC 7662 token introspection endpoint.
+    /// Path on the authority of the RFC 7662 token introspection endpoint
+    /// (used when `introspection.mode` is not `off`).
     #[serde(default)]
     pub token_validation_endpoint: Option<String>,
-    /// Seconds of clock skew tolerated for `exp` and `nbf`. Default: 30.
+    /// Seconds of clock skew tolerated for `exp`, `nbf` and `iat`. Default: 30.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
     /// Expected `iss` claim; not checked when unset.
@@ -256,6 +260,121 @@ pub struct AuthConfig {
     /// Expected `aud` claim (one of); not checked when unset.
     #[serde(default)]
     pub audience: Option<Vec<String>>,
+    /// URL of the JWKS (`http://…`) with the keys of RS256, PS256, ES256 and
+    /// EdDSA tokens. Default: discovered from `oauth_service_url`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between background refreshes of the key set. Default: 300.
+    #[serde(default = "default_jwks_refresh")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub jwks_refresh_seconds: f64,
+    /// Minimum seconds between two fetches triggered by tokens naming an
+    /// unknown `kid`. Default: 5.
+    #[serde(default = "default_jwks_min_refetch")]
+    #[schemars(range(min = 0))]
+    pub jwks_min_refetch_seconds: f64,
+    /// Seconds a fetch from the authority (discovery, key set,
+    /// introspection) may take. Default: 5.
+    #[serde(default = "default_fetch_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub fetch_timeout_seconds: f64,
+    /// Accepted JWT algorithms. Default: every algorithm that fits a
+    /// configured key (HS* for `jwt_secret`, the key type's for JWKS keys).
+    #[serde(default)]
+    pub algorithms: Option<Vec<JwtAlgorithm>>,
+    /// Cookie to read the token from when there is no `Authorization`
+    /// header (browsers navigating a portal). Default: none, header only.
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// RFC 7662 token introspection at the authority. Default: off.
+    #[serde(default)]
+    pub introspection: IntrospectionConfig,
+    /// Most verified tokens and introspection results kept in memory
+    /// (each keyed by a hash of the token, never the token). Default: 10000.
+    #[serde(default = "default_cache_entries")]
+    #[schemars(range(min = 1))]
+    pub cache_max_entries: usize,
+    /// Redirect browser navigations without a valid token to a login page
+    /// instead of answering 401. Default: off.
+    #[serde(default)]
+    pub login_redirect: Option<LoginRedirectConfig>,
+    /// Claim → upstream request header. `scopes` is the token's scope list
+    /// (space-separated), `client_id` falls back to `azp`; other names are
+    /// top-level claims. Default: `sub: X-User-Id`, `scopes: X-User-Scopes`,
+    /// `client_id: X-Client-Id`. These headers are removed from every
+    /// incoming request, on every route.
+    #[serde(default = "default_identity_headers")]
+    pub identity_headers: BTreeMap<String, String>,
+    /// Pass the client's `Authorization` header on to the upstream of a
+    /// protected route. Default: true.
+    #[serde(default = "default_true")]
+    pub forward_authorization: bool,
+    /// `realm` of `WWW-Authenticate` challenges. Default: `pingora-gateway`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+}
+
+/// A JWT signature algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// When tokens are sent to the authority's introspection endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IntrospectionMode {
+    /// Never: only JWTs are accepted.
+    #[default]
+    Off,
+    /// Tokens that are not JWTs (opaque tokens).
+    Opaque,
+    /// Opaque tokens and, after their signature checked out, JWTs too
+    /// (so that revoked tokens are refused).
+    Always,
+}
+
+/// RFC 7662 introspection at `oauth_service_url + token_validation_endpoint`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// `off`, `opaque` or `always`. Default: `off`.
+    #[serde(default)]
+    pub mode: IntrospectionMode,
+    /// Client id the gateway authenticates with (HTTP Basic). Default: none.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Client secret; supports `${VAR}`. Default: none.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Seconds an `active` answer is reused (never past the token's `exp`).
+    /// Default: 60.
+    #[serde(default = "default_introspection_ttl")]
+    #[schemars(range(min = 0))]
+    pub cache_ttl_seconds: f64,
+}
+
+/// Login redirect for browser navigations (GET accepting `text/html`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRedirectConfig {
+    /// Login page: an `http(s)://` URL, or a path on the gateway (e.g.
+    /// `/oauth/login`).
+    pub url: String,
+    /// Query parameter carrying the original URL. Default: `return_to`.
+    #[serde(default = "default_return_param")]
+    pub return_parameter: String,
 }
 
 /// Prometheus metrics listener.
@@ -349,6 +468,42 @@ impl Default for HealthCheckConfig {
     }
 }
 
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            oauth_service_url: None,
+            token_validation_endpoint: None,
+            leeway_seconds: default_leeway(),
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            jwks_refresh_seconds: default_jwks_refresh(),
+            jwks_min_refetch_seconds: default_jwks_min_refetch(),
+            fetch_timeout_seconds: default_fetch_timeout(),
+            algorithms: None,
+            cookie_name: None,
+            introspection: IntrospectionConfig::default(),
+            cache_max_entries: default_cache_entries(),
+            login_redirect: None,
+            identity_headers: default_identity_headers(),
+            forward_authorization: true,
+            realm: default_realm(),
+        }
+    }
+}
+
+impl Default for IntrospectionConfig {
+    fn default() -> Self {
+        Self {
+            mode: IntrospectionMode::Off,
+            client_id: None,
+            client_secret: None,
+            cache_ttl_seconds: default_introspection_ttl(),
+        }
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
@@ -430,6 +585,37 @@ fn default_hc_method() -> HealthCheckMethod {
 }
 fn default_leeway() -> u64 {
     30
+}
+fn default_jwks_refresh() -> f64 {
+    300.0
+}
+fn default_jwks_min_refetch() -> f64 {
+    5.0
+}
+fn default_fetch_timeout() -> f64 {
+    5.0
+}
+fn default_cache_entries() -> usize {
+    10_000
+}
+fn default_introspection_ttl() -> f64 {
+    60.0
+}
+fn default_realm() -> String {
+    "pingora-gateway".into()
+}
+fn default_return_param() -> String {
+    "return_to".into()
+}
+pub(crate) fn default_identity_headers() -> BTreeMap<String, String> {
+    [
+        ("sub", "X-User-Id"),
+        ("scopes", "X-User-Scopes"),
+        ("client_id", "X-Client-Id"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 fn default_metrics_bind() -> String {
     "0.0.0.0:9090".into()

@@ -1,0 +1,811 @@
+//! Bearer-token authentication (OAuth 2.1 resource server).
+//!
+//! ```text
+//! request ─► token (Authorization: Bearer, else the configured cookie; never the query)
+//!         ─► > 8 KiB? refused before parsing
+//!         ─► cache (SHA-256 of the token → identity, until min(exp, ttl)) ─► hit: done
+//!         ─► JWT? jwt.rs: key by kid / family (secret or jwks.rs), pinned algorithms, claims
+//!            └─ introspection `always`: then also introspect.rs (revocation)
+//!         ─► not a JWT and introspection `opaque|always`: introspect.rs
+//!         ─► Identity (subject, client, scopes, pre-rendered upstream headers)
+//! ```
+//!
+//! Keys and rules are prepared when a config is compiled; key sets live in
+//! the [`JwksRegistry`] of the `CompileContext`, so reloads keep them.
+//! Tokens never reach a log or a metric: rejections are labelled by
+//! [`AuthError::reason`].
+
+mod cache;
+mod introspect;
+pub mod jwks;
+mod jwt;
+
+pub use jwks::{JwksLocation, JwksRefresher, JwksRegistry, JwksSettings};
+
+use crate::config::model::{AuthConfig, IntrospectionConfig, IntrospectionMode, JwtAlgorithm};
+use cache::{TokenCache, token_hash};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use jsonwebtoken::Algorithm;
+use jwt::{Claims, JwtVerifier};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest token accepted; longer ones are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The default identity headers. They (and any configured ones) are removed
+/// from every incoming request first, so a client can never spoof them.
+pub const IDENTITY_HEADERS: [&str; 3] = ["x-user-id", "x-user-scopes", "x-client-id"];
+
+/// Why a request was not admitted; the label used in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing token")]
+    Missing,
+    #[error("token too large")]
+    TooLarge,
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm not allowed")]
+    Algorithm,
+    #[error("bad signature")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("invalid claims")]
+    Claims,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("token not active")]
+    Inactive,
+    #[error("insufficient scope")]
+    Scope,
+    #[error("authorization server unavailable")]
+    Unavailable,
+}
+
+impl AuthError {
+    /// Every reason, for metrics that pre-register their label values.
+    pub const ALL: [AuthError; 14] = [
+        AuthError::Missing,
+        AuthError::TooLarge,
+        AuthError::Malformed,
+        AuthError::Algorithm,
+        AuthError::Signature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::Issuer,
+        AuthError::Audience,
+        AuthError::Claims,
+        AuthError::UnknownKey,
+        AuthError::Inactive,
+        AuthError::Scope,
+        AuthError::Unavailable,
+    ];
+
+    /// Short label for logs and metrics (`reason` of the rejection counter).
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::TooLarge => "too_large",
+            AuthError::Malformed => "malformed",
+            AuthError::Algorithm => "algorithm",
+            AuthError::Signature => "signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::Issuer => "issuer",
+            AuthError::Audience => "audience",
+            AuthError::Claims => "claims",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::Inactive => "inactive",
+            AuthError::Scope => "scope",
+            AuthError::Unavailable => "unavailable",
+        }
+    }
+
+    /// The HTTP status of the refusal: 401, 403 for scopes, 503 when the
+    /// authority could not be asked (fail closed).
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            AuthError::Scope => http::StatusCode::FORBIDDEN,
+            AuthError::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// The verified identity of a request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identity {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// The configured identity headers, rendered once per token.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    /// Whether every scope in `required` was granted.
+    pub fn has_scopes(&self, required: &[Box<str>]) -> bool {
+        required
+            .iter()
+            .all(|s| self.scopes.iter().any(|have| have == &**s))
+    }
+}
+
+/// Where an identity header's value comes from.
+enum ClaimSource {
+    Subject,
+    Scopes,
+    ClientId,
+    Other(Box<str>),
+}
+
+#[derive(Clone)]
+struct Cached {
+    identity: Arc<Identity>,
+    /// Key-set epoch the token was verified under; a changed set re-verifies.
+    key_epoch: Option<u64>,
+}
+
+/// Redirect of browser navigations without a valid token.
+pub struct LoginRedirect {
+    pub url: Box<str>,
+    pub return_parameter: Box<str>,
+}
+
+impl LoginRedirect {
+    /// The login URL carrying `original` (the URL the browser asked for).
+    pub fn location(&self, original: &str) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}{}={}",
+            self.url,
+            self.return_parameter,
+            introspect::form_encode(original)
+        )
+    }
+}
+
+/// Verifies tokens for one compiled config.
+pub struct Authenticator {
+    jwt: JwtVerifier,
+    introspector: Option<introspect::Introspector>,
+    mode: IntrospectionMode,
+    introspection_ttl: Duration,
+    cache: TokenCache<Cached>,
+    claim_headers: Box<[(ClaimSource, HeaderName)]>,
+    strip: Box<[HeaderName]>,
+    cookie_name: Option<Box<str>>,
+    /// Pass `Authorization` on to the upstream of a protected route.
+    pub forward_authorization: bool,
+    pub login_redirect: Option<LoginRedirect>,
+    realm: Box<str>,
+}
+
+impl Authenticator {
+    /// Prepares keys, rules and header names from a checked config. Key
+    /// sets come from (and stay in) `registry`; nothing is fetched here.
+    pub fn from_config(c: &AuthConfig, registry: &JwksRegistry) -> Self {
+        let AuthConfig {
+            jwt_secret,
+            oauth_service_url,
+            token_validation_endpoint,
+            leeway_seconds,
+            issuer,
+            audience,
+            jwks_url,
+            jwks_refresh_seconds,
+            jwks_min_refetch_seconds,
+            fetch_timeout_seconds,
+            algorithms,
+            cookie_name,
+            introspection,
+            cache_max_entries,
+            login_redirect,
+            identity_headers,
+            forward_authorization,
+            realm,
+        } = c;
+        let timeout = Duration::from_secs_f64(*fetch_timeout_seconds);
+        let location = match (jwks_url, oauth_service_url) {
+            (Some(u), _) => Some(JwksLocation::Url(u.clone())),
+            (None, Some(base)) => Some(JwksLocation::Discover(base.clone())),
+            (None, None) => None,
+        };
+        let jwks = location.map(|l| {
+            registry.source(
+                l,
+                JwksSettings {
+                    refresh: Duration::from_secs_f64(*jwks_refresh_seconds),
+                    min_refetch: Duration::from_secs_f64(*jwks_min_refetch_seconds),
+                    timeout,
+                },
+            )
+        });
+        let jwt = JwtVerifier::new(
+            jwt_secret.as_deref(),
+            jwks,
+            algorithms
+                .as_ref()
+                .map(|v| v.iter().map(|a| algorithm(*a)).collect()),
+            *leeway_seconds,
+            issuer.as_deref(),
+            audience.as_deref(),
+        );
+        let IntrospectionConfig {
+            mode,
+            client_id,
+            client_secret,
+            cache_ttl_seconds,
+        } = introspection;
+        let introspector = match (mode, oauth_service_url, token_validation_endpoint) {
+            (IntrospectionMode::Off, _, _) => None,
+            (_, Some(base), Some(ep)) => Some(introspect::Introspector {
+                url: format!("{}{ep}", base.trim_end_matches('/')),
+                basic: client_id.clone().zip(client_secret.clone()),
+                timeout,
+                client: registry.client().clone(),
+            }),
+            _ => None, // refused by the checks
+        };
+        let claim_headers: Box<[_]> = identity_headers
+            .iter()
+            .filter_map(|(claim, header)| {
+                let src = match claim.as_str() {
+                    "sub" => ClaimSource::Subject,
+                    "scopes" => ClaimSource::Scopes,
+                    "client_id" => ClaimSource::ClientId,
+                    other => ClaimSource::Other(other.into()),
+                };
+                Some((src, HeaderName::from_bytes(header.as_bytes()).ok()?))
+            })
+            .collect();
+        let mut strip: Vec<HeaderName> = IDENTITY_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        for (_, h) in claim_headers.iter() {
+            if !strip.contains(h) {
+                strip.push(h.clone());
+            }
+        }
+        Authenticator {
+            jwt,
+            introspector,
+            mode: *mode,
+            introspection_ttl: Duration::from_secs_f64(*cache_ttl_seconds),
+            cache: TokenCache::new(*cache_max_entries),
+            claim_headers,
+            strip: strip.into(),
+            cookie_name: cookie_name.as_deref().map(Into::into),
+            forward_authorization: *forward_authorization,
+            login_redirect: login_redirect.as_ref().map(|l| LoginRedirect {
+                url: l.url.as_str().into(),
+                return_parameter: l.return_parameter.as_str().into(),
+            }),
+            realm: realm.as_str().into(),
+        }
+    }
+
+    /// Headers removed from every incoming request (identity headers).
+    pub fn stripped_headers(&self) -> &[HeaderName] {
+        &self.strip
+    }
+
+    /// The request's token: `Authorization: Bearer`, else the configured
+    /// cookie. Never the query string.
+    pub fn token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        bearer_token(headers).or_else(|| cookie_token(headers, self.cookie_name.as_deref()?))
+    }
+
+    /// Verifies `token`, from the cache when it was verified before.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let key = token_hash(token);
+        if let Some(hit) = self.cache.get(&key) {
+            let fresh = match (hit.key_epoch, &self.jwt.jwks) {
+                (Some(e), Some(j)) => j.epoch() == e,
+                _ => true,
+            };
+            if fresh {
+                return Ok(hit.identity);
+            }
+            self.cache.remove(&key);
+        }
+        let (identity, until, key_epoch) = self.verify_fresh(token).await?;
+        self.cache.insert(
+            key,
+            Cached {
+                identity: identity.clone(),
+                key_epoch,
+            },
+            until,
+        );
+        Ok(identity)
+    }
+
+    /// Verifies `token` without the cache (what a cache miss costs).
+    pub async fn verify_uncached(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        Ok(self.verify_fresh(token).await?.0)
+    }
+
+    async fn verify_fresh(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<Identity>, Instant, Option<u64>), AuthError> {
+        match jsonwebtoken::decode_header(token) {
+            Ok(header) => {
+                let v = self.jwt.verify(token, &header).await?;
+                let ttl = if self.mode == IntrospectionMode::Always {
+                    // The signature is good; the authority says whether it was revoked.
+                    self.introspect(token).await?;
+                    Some(self.introspection_ttl)
+                } else {
+                    None
+                };
+                let until = deadline(v.claims.exp, ttl);
+                Ok((Arc::new(self.identity(&v.claims)), until, v.key_epoch))
+            }
+            Err(_) if self.mode != IntrospectionMode::Off => {
+                let claims = self.introspect(token).await?;
+                let until = deadline(claims.exp, Some(self.introspection_ttl));
+                Ok((Arc::new(self.identity(&claims)), until, None))
+            }
+            Err(_) => Err(AuthError::Malformed),
+        }
+    }
+
+    async fn introspect(&self, token: &str) -> Result<Claims, AuthError> {
+        let i = self.introspector.as_ref().ok_or(AuthError::Unavailable)?;
+        i.introspect(token).await?.ok_or(AuthError::Inactive)
+    }
+
+    fn identity(&self, c: &Claims) -> Identity {
+        let scopes = c.scopes();
+        let client_id = c.client_id.clone().or_else(|| c.azp.clone());
+        let headers = self
+            .claim_headers
+            .iter()
+            .filter_map(|(src, name)| {
+                let text = match src {
+                    ClaimSource::Subject => c.sub.clone(),
+                    ClaimSource::Scopes => (!scopes.is_empty()).then(|| scopes.join(" ")),
+                    ClaimSource::ClientId => client_id.clone(),
+                    ClaimSource::Other(n) => claim_text(c, n),
+                }?;
+                // A value that is not a valid header (e.g. a newline) is dropped.
+                Some((name.clone(), HeaderValue::from_str(&text).ok()?))
+            })
+            .collect();
+        Identity {
+            subject: c.sub.clone(),
+            client_id,
+            scopes,
+            headers,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for a refusal (RFC 6750 §3).
+    pub fn challenge(&self, e: AuthError, required_scopes: &[Box<str>]) -> HeaderValue {
+        let realm = &self.realm;
+        let v = match e {
+            AuthError::Missing => format!("Bearer realm=\"{realm}\""),
+            AuthError::Scope => format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
+                required_scopes.join(" ")
+            ),
+            _ => format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+        };
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("Bearer"))
+    }
+
+    /// Cached results (for tests and metrics).
+    pub fn cached(&self) -> usize {
+        self.cache.entries()
+    }
+}
+
+/// The text of claim `name` for a header: strings as they are, numbers and
+/// booleans printed, arrays of strings space-separated.
+fn claim_text(c: &Claims, name: &str) -> Option<String> {
+    use serde_json::Value;
+    let v = match name {
+        "azp" => return c.azp.clone(),
+        "scope" => return c.scope.clone(),
+        "exp" => return c.exp.map(|n| n.to_string()),
+        "iat" => return c.iat.map(|n| n.to_string()),
+        "scp" => c.scp.as_ref()?,
+        n => c.extra.get(n)?,
+    };
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
+    }
+}
+
+/// When a result stops being reused: at `exp`, or after `ttl` if sooner.
+fn deadline(exp: Option<u64>, ttl: Option<Duration>) -> Instant {
+    let now = Instant::now();
+    let to_exp =
+        exp.map(|e| Duration::from_secs(e.saturating_sub(jsonwebtoken::get_current_timestamp())));
+    let d = match (to_exp, ttl) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => Duration::ZERO,
+    };
+    now + d
+}
+
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::HS384 => Algorithm::HS384,
+        JwtAlgorithm::HS512 => Algorithm::HS512,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::PS256 => Algorithm::PS256,
+        JwtAlgorithm::PS384 => Algorithm::PS384,
+        JwtAlgorithm::PS512 => Algorithm::PS512,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// An `http://` URL the gateway can fetch from (no TLS client in this
+/// build); the error says what to do.
+pub fn fetch_url(url: &str) -> Result<(), String> {
+    match url.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Err(format!(
+            "\"{url}\": https is not supported for fetches from the gateway (this build has no TLS client); use http:// to the authority on a trusted network"
+        )),
+        _ => Err(format!(
+            "\"{url}\" is not an http(s) URL (e.g. \"http://127.0.0.1:3001\")"
+        )),
+    }
+}
+
+/// The bearer token of a request (RFC 6750 `Authorization: Bearer`).
+/// Tokens in the query string are never looked at.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The value of cookie `name` (every `Cookie` header is searched).
+pub fn cookie_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const RSA: &[u8] = include_bytes!("../../tests/fixtures/keys/rsa1.pem");
+    const RSA_PUB: &[u8] = include_bytes!("../../tests/fixtures/keys/rsa1.pub.pem");
+    const EC: &[u8] = include_bytes!("../../tests/fixtures/keys/ec1.pem");
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn config() -> AuthConfig {
+        AuthConfig {
+            jwt_secret: Some(SECRET.into()),
+            leeway_seconds: 0,
+            jwks_url: Some("http://127.0.0.1:9/jwks".into()),
+            fetch_timeout_seconds: 0.2,
+            ..AuthConfig::default()
+        }
+    }
+
+    /// An authenticator with the RSA and EC test keys installed (no network).
+    fn auth_with(c: AuthConfig) -> Authenticator {
+        let reg = JwksRegistry::default();
+        let a = Authenticator::from_config(&c, &reg);
+        let mut rsa = Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).unwrap();
+        rsa.common.key_id = Some("rsa1".into());
+        let mut ec = Jwk::from_encoding_key(&ec_key(), Algorithm::ES256).unwrap();
+        ec.common.key_id = Some("ec1".into());
+        let set = JwkSet {
+            keys: vec![rsa, ec],
+        };
+        a.jwt
+            .jwks
+            .as_ref()
+            .unwrap()
+            .install(&serde_json::to_vec(&set).unwrap())
+            .unwrap();
+        a
+    }
+
+    fn auth() -> Authenticator {
+        auth_with(config())
+    }
+
+    fn rsa_key() -> EncodingKey {
+        EncodingKey::from_rsa_pem(RSA).unwrap()
+    }
+
+    fn ec_key() -> EncodingKey {
+        EncodingKey::from_ec_pem(EC).unwrap()
+    }
+
+    fn hs(claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn signed(
+        alg: Algorithm,
+        kid: Option<&str>,
+        key: &EncodingKey,
+        claims: serde_json::Value,
+    ) -> String {
+        let mut h = Header::new(alg);
+        h.kid = kid.map(Into::into);
+        encode(&h, &claims, key).unwrap()
+    }
+
+    fn verify(a: &Authenticator, t: &str) -> Result<Arc<Identity>, AuthError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(a.authenticate(t))
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn accepts_a_valid_hs256_token_and_renders_identity_headers() {
+        let t = hs(json!({"sub": "alice", "exp": now() + 60, "scope": "read write", "azp": "cli"}));
+        let id = verify(&auth(), &t).unwrap();
+        assert_eq!(id.subject.as_deref(), Some("alice"));
+        assert_eq!(id.client_id.as_deref(), Some("cli"));
+        assert_eq!(id.scopes, ["read", "write"]);
+        let h: Vec<_> = id
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert!(h.contains(&("x-user-id", "alice")));
+        assert!(h.contains(&("x-user-scopes", "read write")));
+        assert!(h.contains(&("x-client-id", "cli")));
+    }
+
+    #[test]
+    fn accepts_rs256_es256_and_at_jwt_by_kid_or_family() {
+        let a = auth();
+        let claims = json!({"sub": "svc", "exp": now() + 60, "scp": ["a", "b"]});
+        let t = signed(Algorithm::RS256, Some("rsa1"), &rsa_key(), claims.clone());
+        assert_eq!(verify(&a, &t).unwrap().scopes, ["a", "b"]);
+        let t = signed(Algorithm::RS256, None, &rsa_key(), claims.clone());
+        assert!(
+            verify(&a, &t).is_ok(),
+            "no kid: the RSA family finds the key"
+        );
+        let t = signed(Algorithm::PS256, Some("rsa1"), &rsa_key(), claims.clone());
+        assert_eq!(
+            verify(&a, &t),
+            Err(AuthError::Algorithm),
+            "the JWK pins RS256"
+        );
+        let t = signed(Algorithm::ES256, Some("ec1"), &ec_key(), claims.clone());
+        assert!(verify(&a, &t).is_ok());
+        let mut h = Header::new(Algorithm::RS256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some("rsa1".into());
+        assert!(verify(&a, &encode(&h, &claims, &rsa_key()).unwrap()).is_ok());
+        h.typ = Some("JWE".into());
+        assert_eq!(
+            verify(&a, &encode(&h, &claims, &rsa_key()).unwrap()),
+            Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn refuses_bad_tokens() {
+        let a = auth();
+        let e = |t: &str| verify(&a, t).unwrap_err();
+        assert_eq!(
+            e(&hs(json!({"sub": "a", "exp": now() - 10}))),
+            AuthError::Expired
+        );
+        assert_eq!(e(&hs(json!({"sub": "a"}))), AuthError::Claims);
+        assert_eq!(
+            e(&hs(json!({"exp": now() + 60, "nbf": now() + 600}))),
+            AuthError::NotYetValid
+        );
+        assert_eq!(
+            e(&hs(json!({"exp": now() + 60, "iat": now() + 600}))),
+            AuthError::NotYetValid
+        );
+        assert_eq!(e("abc.def"), AuthError::Malformed);
+        assert_eq!(e("!!!.***.???"), AuthError::Malformed);
+        assert_eq!(e(&"a".repeat(MAX_TOKEN_BYTES + 1)), AuthError::TooLarge);
+        let other = encode(
+            &Header::default(),
+            &json!({"exp": now() + 60}),
+            &EncodingKey::from_secret(b"another secret that is long enough!!"),
+        )
+        .unwrap();
+        assert_eq!(e(&other), AuthError::Signature);
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&format!(r#"{{"exp":{}}}"#, now() + 60))
+        );
+        assert_eq!(e(&none), AuthError::Malformed);
+        // ES256 token claiming the RSA key's kid.
+        let t = signed(
+            Algorithm::ES256,
+            Some("rsa1"),
+            &ec_key(),
+            json!({"exp": now() + 60}),
+        );
+        assert_eq!(e(&t), AuthError::Algorithm);
+    }
+
+    #[test]
+    fn refuses_hs256_signed_with_the_rsa_public_key() {
+        let a = auth();
+        let confused = EncodingKey::from_secret(RSA_PUB);
+        let claims = json!({"sub": "mallory", "exp": now() + 60});
+        let with_kid = signed(Algorithm::HS256, Some("rsa1"), &confused, claims.clone());
+        assert_eq!(verify(&a, &with_kid), Err(AuthError::Algorithm));
+        let without = signed(Algorithm::HS256, None, &confused, claims.clone());
+        assert_eq!(verify(&a, &without), Err(AuthError::Signature));
+        // Without a secret, no HS token passes at all.
+        let a = auth_with(AuthConfig {
+            jwt_secret: None,
+            ..config()
+        });
+        assert_eq!(verify(&a, &without), Err(AuthError::Algorithm));
+    }
+
+    #[test]
+    fn the_algorithm_list_pins_what_passes() {
+        let a = auth_with(AuthConfig {
+            algorithms: Some(vec![JwtAlgorithm::RS256]),
+            ..config()
+        });
+        let claims = json!({"exp": now() + 60});
+        assert_eq!(verify(&a, &hs(claims.clone())), Err(AuthError::Algorithm));
+        let ps = signed(Algorithm::PS256, Some("rsa1"), &rsa_key(), claims.clone());
+        assert_eq!(verify(&a, &ps), Err(AuthError::Algorithm));
+        let rs = signed(Algorithm::RS256, Some("rsa1"), &rsa_key(), claims);
+        assert!(verify(&a, &rs).is_ok());
+    }
+
+    #[test]
+    fn checks_issuer_and_audience() {
+        let a = auth_with(AuthConfig {
+            issuer: Some("https://auth.example".into()),
+            audience: Some(vec!["gateway".into()]),
+            ..config()
+        });
+        let good = json!({"exp": now() + 60, "iss": "https://auth.example", "aud": "gateway"});
+        assert!(verify(&a, &hs(good)).is_ok());
+        let t = hs(json!({"exp": now() + 60, "iss": "https://evil", "aud": "gateway"}));
+        assert_eq!(verify(&a, &t), Err(AuthError::Issuer));
+        let t = hs(json!({"exp": now() + 60, "iss": "https://auth.example", "aud": "other"}));
+        assert_eq!(verify(&a, &t), Err(AuthError::Audience));
+    }
+
+    #[test]
+    fn caches_by_hash_and_reverifies_after_a_key_change() {
+        let a = auth();
+        let t = signed(
+            Algorithm::RS256,
+            Some("rsa1"),
+            &rsa_key(),
+            json!({"exp": now() + 60}),
+        );
+        assert!(verify(&a, &t).is_ok());
+        assert_eq!(a.cached(), 1);
+        assert!(verify(&a, &t).is_ok());
+        // The key set loses rsa1: the cached result is not trusted any more.
+        let mut ec = Jwk::from_encoding_key(&ec_key(), Algorithm::ES256).unwrap();
+        ec.common.key_id = Some("ec1".into());
+        let set = serde_json::to_vec(&JwkSet { keys: vec![ec] }).unwrap();
+        a.jwt.jwks.as_ref().unwrap().install(&set).unwrap();
+        assert_eq!(verify(&a, &t), Err(AuthError::UnknownKey));
+    }
+
+    #[test]
+    fn extracts_bearer_and_cookie_tokens() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer_token(&h), None);
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert("authorization", "bearer  abc ".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+        h.insert("authorization", "Bearer ".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1; session=tok".parse().unwrap());
+        h.append("cookie", "other=2".parse().unwrap());
+        assert_eq!(cookie_token(&h, "session"), Some("tok"));
+        assert_eq!(cookie_token(&h, "sess"), None);
+        let a = Authenticator::from_config(
+            &AuthConfig {
+                cookie_name: Some("session".into()),
+                ..config()
+            },
+            &JwksRegistry::default(),
+        );
+        assert_eq!(a.token(&h), Some("tok"));
+        h.insert("authorization", "Bearer hdr".parse().unwrap());
+        assert_eq!(a.token(&h), Some("hdr"), "the header wins over the cookie");
+    }
+
+    #[test]
+    fn challenges_and_login_locations() {
+        let a = auth();
+        assert_eq!(
+            a.challenge(AuthError::Scope, &["read".into(), "write".into()]),
+            "Bearer realm=\"pingora-gateway\", error=\"insufficient_scope\", scope=\"read write\""
+        );
+        assert_eq!(
+            a.challenge(AuthError::Expired, &[]),
+            "Bearer realm=\"pingora-gateway\", error=\"invalid_token\""
+        );
+        let l = LoginRedirect {
+            url: "/oauth/login".into(),
+            return_parameter: "return_to".into(),
+        };
+        assert_eq!(
+            l.location("http://gw/admin/x?a=1"),
+            "/oauth/login?return_to=http%3A%2F%2Fgw%2Fadmin%2Fx%3Fa%3D1"
+        );
+    }
+}
