@@ -599,3 +599,86 @@ async fn headless_chromium_renders_the_admin_page_and_runs_its_javascript() {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 2000);
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// The session cookie and the login redirect come with branch `auth`
+/// (`auth.cookie_name`, `auth.login_redirect`); until it is on main, the
+/// gateway refuses this config, so the story is ignored. Enable it (drop the
+/// `#[ignore]`) once `git merge main` brings those fields in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs auth.cookie_name and auth.login_redirect from branch auth"]
+async fn browsers_use_the_session_cookie_and_are_sent_to_login_without_it() {
+    let s = Stack::start_with("  cookie_name: gw_session\n  login_redirect: { url: \"/login\" }\n");
+    let port = s.gw.port;
+    let t = token(json!({"sub": "alice", "scope": "read"}));
+    let cookie = format!("theme=dark; gw_session={t}");
+
+    // The cookie admits, like the bearer token, and carries the identity.
+    let page = client()
+        .get(s.gw.url("/kline"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let echo: Value = client()
+        .get(s.gw.url("/kline/api/echo"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["headers"]["x-user-id"], "alice");
+
+    // A browser navigation without a token goes to the login page ...
+    let nav = client()
+        .get(s.gw.url("/kline?tab=2"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nav.status(), 302);
+    let loc = nav.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        loc,
+        format!("/login?return_to=http%3A%2F%2F127.0.0.1%3A{port}%2Fkline%3Ftab%3D2")
+    );
+    let login = get(&s.gw.url(&loc), None).await;
+    assert_eq!(login.status(), 200);
+    assert!(login.text().await.unwrap().contains("id=\"login\""));
+    // ... while an API call gets the 401 challenge.
+    let api = client()
+        .get(s.gw.url("/kline/api/echo"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+
+    // In Chromium: with the cookie the kline page renders and hydrates
+    // (its assets under /kline/_next pass auth by the cookie too) ...
+    let dir = artifact_dir();
+    let seen = tokio::task::spawn_blocking({
+        let (url, shot, c) = (
+            s.gw.url("/kline"),
+            dir.join("kline.png"),
+            format!("gw_session={t}"),
+        );
+        move || browse(&url, &shot, Some(&c))
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["heading"], "kline-service", "{seen}");
+    assert_eq!(seen["hydrated"], true, "{seen}");
+    assert_eq!(seen["failed"], json!([]), "{seen}");
+    // ... and without it the browser lands on the login page.
+    let seen = tokio::task::spawn_blocking({
+        let (url, shot) = (s.gw.url("/kline"), dir.join("kline-login.png"));
+        move || browse(&url, &shot, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["heading"], "login", "{seen}");
+    assert!(seen["url"].as_str().unwrap().contains("/login?return_to="));
+}

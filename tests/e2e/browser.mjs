@@ -44,11 +44,12 @@ try {
     if (r.status() >= 400) failed.push(`${r.url()}: ${r.status()}`);
   });
   const response = await page.goto(url, { waitUntil: 'load', timeout: 30000 });
-  let hydrated = true;
-  try {
-    await page.waitForSelector('#js-status[data-hydrated="yes"]', { timeout: 15000 });
-  } catch {
-    hydrated = false;
+  // null: the page has no client component (e.g. the login page).
+  let hydrated = null;
+  if (await page.$('#js-status')) {
+    hydrated = await page
+      .waitForSelector('#js-status[data-hydrated="yes"]', { timeout: 15000 })
+      .then(() => true, () => false);
   }
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(
