@@ -48,7 +48,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         config,
         warnings,
     } = prepare(&opts.config, &ctx)?;
-    let log = logging::init(&config.logging);
+    let log = logging::init(&config.logging, !opts.daemon);
     for w in &warnings {
         tracing::warn!("{w}");
     }

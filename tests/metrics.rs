@@ -20,6 +20,7 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
 }
 
 async fn scrape(gw: &Gateway) -> BTreeMap<String, f64> {
+    gw.wait_metrics_listening();
     let r = client()
         .get(gw.metrics_url("/metrics"))
         .send()
@@ -370,6 +371,7 @@ async fn healthz_and_readyz_for_orchestrators() {
     let (refused, _hold) = refused_addr();
     let (dead, _hold2) = refused_addr();
     let gw = Gateway::start(&config(&app, refused, dead));
+    gw.wait_metrics_listening();
     let get = |path: &'static str| {
         let url = gw.metrics_url(path);
         async move {

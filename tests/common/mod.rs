@@ -232,6 +232,15 @@ impl Gateway {
         .unwrap_or_else(|_| panic!("gateway did not listen; log:\n{}", self.log()));
     }
 
+    /// The admin listener starts beside the proxy, not before it: wait for it.
+    pub fn wait_metrics_listening(&self) {
+        let port = self.metrics_port;
+        wait_for(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .unwrap_or_else(|_| panic!("metrics listener never came up; log:\n{}", self.log()));
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
