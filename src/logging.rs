@@ -2,12 +2,12 @@
 //! config (changeable at run time, see [`LogHandle`]) unless `RUST_LOG` is set.
 //! Pingora's own `log` records are bridged in.
 //!
-//! Lines are written by a background thread through a 64 KiB buffer that is
-//! flushed whenever the queue runs dry: one `write` per batch instead of one
-//! per request, and never a blocking write on a proxy worker. Under a burst
-//! beyond 128,000 queued lines, lines are dropped rather than stalling
-//! requests. In `--daemon` mode (threads do not survive the fork) lines are
-//! written directly.
+//! Lines are handed to a flusher thread through a lock-free queue without
+//! waking it; every [`FLUSH_EVERY`] it writes everything queued in one
+//! `write`. A proxy worker never makes a system call to log and never waits
+//! on the log's destination; more than [`MAX_PENDING`] bytes waiting (a stuck
+//! stderr) drops lines instead of growing without bound. In `--daemon` mode
+//! (threads do not survive the fork) lines are written directly.
 
 use crate::config::model::{LogFormat, LoggingConfig};
 use tracing_subscriber::layer::SubscriberExt;
@@ -31,20 +31,11 @@ impl LogHandle {
     }
 }
 
-/// Keeps the background writer alive for the life of the process.
-static WRITER_GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
-    std::sync::OnceLock::new();
-
 /// Installs the global subscriber. Calling it twice keeps the first.
 /// `buffered`: write through the background thread (see the module docs).
 pub fn init(cfg: &LoggingConfig, buffered: bool) -> LogHandle {
     let writer = if buffered {
-        let (w, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-        let _ = WRITER_GUARD.set(guard);
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(w)
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(BatchWriter::start())
     } else {
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
     };
@@ -72,5 +63,85 @@ pub fn init(cfg: &LoggingConfig, buffered: bool) -> LogHandle {
     };
     LogHandle {
         handle: (result.is_ok() && from_env.is_none()).then_some(handle),
+    }
+}
+
+/// How often queued log lines are written out.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Bytes that may wait for the flusher before lines are dropped.
+pub const MAX_PENDING: usize = 64 * 1024 * 1024;
+
+/// A `MakeWriter` whose writes queue the line for the flusher thread.
+#[derive(Clone)]
+struct BatchWriter {
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BatchWriter {
+    fn start() -> BatchWriter {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let left = pending.clone();
+        std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(64 * 1024);
+                loop {
+                    // Never block in recv(): a blocked receiver makes every
+                    // send wake this thread, which is what batching avoids.
+                    std::thread::sleep(FLUSH_EVERY);
+                    let mut closed = false;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(line) => {
+                                left.fetch_sub(line.len(), Ordering::Relaxed);
+                                batch.extend_from_slice(&line);
+                            }
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let mut err = std::io::stderr().lock();
+                        let _ = err.write_all(&batch);
+                        let _ = err.flush();
+                        batch.clear();
+                    }
+                    if closed {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the log flusher");
+        BatchWriter { tx, pending }
+    }
+}
+
+impl std::io::Write for BatchWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        if self.pending.fetch_add(buf.len(), Ordering::Relaxed) > MAX_PENDING {
+            self.pending.fetch_sub(buf.len(), Ordering::Relaxed);
+            return Ok(buf.len()); // dropped: the destination is stuck
+        }
+        let _ = self.tx.send(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
+    type Writer = BatchWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }

@@ -233,7 +233,11 @@ async fn hs256_token_is_accepted_and_identity_reaches_the_upstream() {
     assert_eq!(status, 401);
     assert_eq!(challenge(&headers), "Bearer realm=\"pingora-gateway\"");
     assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(!gw.log().contains(&t), "a token never reaches the log");
+    let id = body["request_id"].as_str().unwrap();
+    assert!(
+        !gw.wait_log(id).contains(&t),
+        "a token never reaches the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,8 +429,9 @@ async fn invalid_tokens_get_401_invalid_token() {
             "{what}"
         );
     }
+    let last_id = body_request_id(&gw).await;
     assert!(
-        !gw.log().contains(&token(good)),
+        !gw.wait_log(&last_id).contains(&token(good)),
         "tokens never reach the log"
     );
 }
@@ -734,4 +739,11 @@ async fn introspection_always_refuses_a_revoked_jwt() {
     );
     assert_eq!(call(&gw, "/api/x", Some(&forged)).await.0, 401);
     assert_eq!(authority.introspections.load(Ordering::SeqCst), 2);
+}
+
+/// The request id of one more rejected call: once it is in the log, every
+/// earlier line is too.
+async fn body_request_id(gw: &Gateway) -> String {
+    let (_, _, body) = call(gw, "/api/x", None).await;
+    body["request_id"].as_str().unwrap().to_string()
 }

@@ -374,7 +374,7 @@ async fn gateway_errors_are_json_with_the_right_status() {
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     check(502, "refused")(r).await;
     // The error line in the log carries the request id.
-    let log = gw.log();
+    let log = gw.wait_log(&id);
     let line = log
         .lines()
         .find(|l| l.contains("\"request failed\"") && l.contains(&id))

@@ -203,7 +203,7 @@ async fn config_edits_under_load_never_fail_a_request() {
         seen.iter().all(|v| !v.starts_with("bad")),
         "an invalid config served: {seen:?}"
     );
-    let log = gw.log();
+    let log = gw.wait_log("routes added: /v1/*; routes removed: /v0/*");
     assert!(
         log.contains("routes added: /v1/*; routes removed: /v0/*"),
         "summary line missing:\n{log}"
@@ -249,7 +249,16 @@ async fn a_new_route_answers_within_a_second_of_the_write() {
         assert!(took < Duration::from_secs(1), "reload {n} took {took:?}");
     }
     // Unchanged bytes are a no-op: no reload line for a rewrite of the same content.
-    let before = gw.log().matches("config reloaded").count();
+    // Every reload so far is in the log (lines are flushed in batches).
+    assert!(
+        wait_for(Duration::from_secs(5), || gw
+            .log()
+            .matches("config reloaded")
+            .count()
+            == 3)
+        .is_ok()
+    );
+    let before = 3;
     gw.write_config(&only(&up, "3"));
     tokio::time::sleep(Duration::from_millis(500)).await; // nothing to wait for: proving an absence
     assert_eq!(

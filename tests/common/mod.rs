@@ -241,6 +241,18 @@ impl Gateway {
         .unwrap_or_else(|_| panic!("metrics listener never came up; log:\n{}", self.log()));
     }
 
+    /// Waits until the log (written in batches every 50 ms) contains
+    /// `needle`, and returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let mut log = String::new();
+        let found = wait_for(Duration::from_secs(5), || {
+            log = self.log();
+            log.contains(needle)
+        });
+        assert!(found.is_ok(), "the log never showed {needle:?}:\n{log}");
+        log
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
