@@ -6,6 +6,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::oidc::{OIDC_CLIENT, client_credentials, start_oidc};
 use common::*;
 use http_body_util::Full;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -602,85 +603,9 @@ async fn login_redirect_for_html_navigations_only() {
     assert_eq!(post.status(), 401);
 }
 
-/// The real `oidc-provider` server from `tests/oidc`, on an ephemeral port.
-struct Oidc {
-    issuer: String,
-    _child: tokio::process::Child,
-}
-
-const OIDC_CLIENT: (&str, &str) = ("svc", "svc-secret-0123456789abcdef");
-
-async fn start_oidc() -> Option<Oidc> {
-    use tokio::io::AsyncBufReadExt;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!(
-            "\n!!!!! SKIPPED: node is not installed; tests/run installs it (apt-get install nodejs npm) !!!!!\n"
-        );
-        return None;
-    }
-    if !dir.join("node_modules/oidc-provider").exists() {
-        let ok = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(ok.success(), "npm ci in tests/oidc failed");
-    }
-    let mut child = tokio::process::Command::new("node")
-        .arg("server.mjs")
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(p) = l.strip_prefix("READY ") {
-                return p.trim().to_string();
-            }
-        }
-        panic!("oidc-provider exited before listening");
-    })
-    .await
-    .expect("oidc-provider listens within 20 s");
-    // Keep draining its output: a closed pipe would kill node on its next write.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Some(Oidc {
-        issuer: format!("http://127.0.0.1:{port}"),
-        _child: child,
-    })
-}
-
-async fn client_credentials(oidc: &Oidc, extra: &str) -> String {
-    let resp = client()
-        .post(format!("{}/token", oidc.issuer))
-        .basic_auth(OIDC_CLIENT.0, Some(OIDC_CLIENT.1))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=client_credentials&scope=api%3Aread{extra}"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_oauth_server_jwt_and_opaque_tokens_pass_the_gateway() {
-    let Some(oidc) = start_oidc().await else {
-        return;
-    };
+    let oidc = start_oidc().await;
     let app = Upstream::start("app").await;
     let gw = Gateway::start(&config(
         &app,

@@ -405,6 +405,27 @@ async fn the_apps_see_forwarded_request_id_and_identity_headers() {
     assert_eq!(body["headers"]["x-request-id"], id.as_str());
 }
 
+/// A real OAuth 2.1 server issues the token: oidc-provider's RS256
+/// client-credentials JWT, its keys discovered from the issuer by the
+/// gateway, reaches the kline app's protected API with its identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_the_real_oauth_server_reaches_the_app() {
+    let oidc = common::oidc::start_oidc().await;
+    let s = Stack::start_with(&format!(
+        "  oauth_service_url: \"{iss}\"\n  issuer: \"{iss}\"\n",
+        iss = oidc.issuer
+    ));
+    let jwt = common::oidc::client_credentials(&oidc, "&resource=urn%3Agateway").await;
+    for path in ["/kline/api/echo", "/api/echo"] {
+        let resp = get(&s.gw.url(path), Some(&format!("Bearer {jwt}"))).await;
+        assert_eq!(resp.status(), 200, "{path}: {}", s.gw.log());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["headers"]["x-client-id"], "svc", "{path}: {body}");
+        assert_eq!(body["headers"]["x-user-scopes"], "api:read");
+    }
+    assert_eq!(get(&s.gw.url("/kline/api/echo"), None).await.status(), 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_routes_refuse_without_a_token_and_admit_with_one() {
     let s = Stack::start();

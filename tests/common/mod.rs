@@ -6,6 +6,8 @@
 //! `SO_REUSEPORT`; the gateway binds the same port with `server.reuse_port`.
 #![allow(dead_code)]
 
+pub mod oidc;
+
 use pingora_gateway::standin::{StandinState, serve};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
