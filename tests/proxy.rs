@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -455,45 +455,13 @@ async fn server_sent_events_stream_through_unbuffered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_through_the_gateway() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() || m.is_binary() {
-                        ws.send(m).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
+    let ws_addr = common::ws::ws_echo_server().await;
     let body = format!(
         "upstreams:\n  ws: {{ servers: [\"{ws_addr}\"] }}\nroutes:\n  - {{ path: \"/ws/*\", upstream: ws, auth_required: false }}\n"
     );
     let gw = Gateway::start(&body);
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
-        .await
-        .unwrap();
-    let (mut ws, resp) =
-        tokio_tungstenite::client_async(gw.url("/ws/echo").replace("http", "ws"), stream)
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), 101);
-    for i in 0..3 {
-        ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
-            "hello {i}"
-        )))
-        .await
-        .unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.into_text().unwrap().as_str(), format!("hello {i}"));
-    }
+    let mut ws = common::ws::ws_connect(gw.port).await;
+    common::ws::ws_roundtrip(&mut ws, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::ws::{ws_connect, ws_echo_server, ws_roundtrip};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -275,54 +275,6 @@ fn versioned_with_ws(up: &Upstream, ws: std::net::SocketAddr, version: &str) -> 
         "upstreams:\n  app: {{ servers: [\"{}\"] }}\n  ws: {{ servers: [\"{ws}\"] }}\nroutes:\n  - {{ path: \"/*\", upstream: app, auth_required: false }}\n  - {{ path: \"/ws/*\", upstream: ws, auth_required: false }}\n  - {{ path: \"/v{version}/*\", upstream: app, auth_required: false }}\nresponse_headers:\n  X-Config-Version: \"{version}\"\n",
         up.addr
     )
-}
-
-async fn ws_echo_server() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() && ws.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-async fn ws_connect(port: u16) -> Ws {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws/x"), stream)
-        .await
-        .unwrap()
-        .0
-}
-
-async fn ws_roundtrip(ws: &mut Ws, n: usize) {
-    for i in 0..n {
-        ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
-            "m{i}"
-        )))
-        .await
-        .unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.into_text().unwrap().as_str(), format!("m{i}"));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod oidc;
+pub mod ws;
 
 use pingora_gateway::standin::{StandinState, serve};
 use std::io::{Read, Write};
