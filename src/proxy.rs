@@ -374,6 +374,9 @@ impl ProxyHttp for Gateway {
         route
             .map_or(&ctx.table.metrics.unmatched, |r| &r.metrics)
             .observe(&req.method, status, elapsed);
+        if !ctx.table.access_log {
+            return;
+        }
         let server = match (route, &ctx.server) {
             (Some(r), Some(s)) => r.upstream.server_label(s),
             _ => "",

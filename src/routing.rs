@@ -290,6 +290,8 @@ pub struct RouteTable {
     pub(crate) router: Router,
     pub routes: Box<[Route]>,
     pub upstreams: BTreeMap<String, Arc<UpstreamPool>>,
+    /// Whether each request writes an access-log line.
+    pub access_log: bool,
     /// Added to responses unless the upstream set them.
     pub response_headers: Box<[(HeaderName, HeaderValue)]>,
     pub auth: Option<Authenticator>,

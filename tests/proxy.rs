@@ -503,3 +503,25 @@ async fn a_pooled_connection_closed_by_the_upstream_is_retried_transparently() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_can_be_turned_off_while_errors_are_still_logged() {
+    let up = Upstream::start("echo").await;
+    let (refused, _hold) = refused_addr();
+    let body = format!(
+        "upstreams:\n  echo: {{ servers: [\"{}\"] }}\n  down: {{ servers: [\"{refused}\"], retries: 0, health_check: {{ enabled: false }} }}\nroutes:\n  - {{ path: \"/down/*\", upstream: down, auth_required: false }}\n  - {{ path: \"/*\", upstream: echo, auth_required: false }}\nlogging:\n  access_log: false\n",
+        up.addr
+    );
+    let gw = Gateway::start(&body);
+    assert_eq!(
+        client().get(gw.url("/x")).send().await.unwrap().status(),
+        200
+    );
+    let r = client().get(gw.url("/down/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    // Lines are written in order: once the error line is there, an access
+    // line for the earlier request would be too.
+    let log = gw.wait_log(&id);
+    assert!(!log.contains("\"target\":\"access\""), "{log}");
+}

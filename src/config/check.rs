@@ -38,6 +38,7 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
     let LoggingConfig {
         level: _,
         format: _,
+        access_log: _,
     } = logging;
     for (name, value) in response_headers {
         let p = format!("/response_headers/{}", super::diag::escape_segment(name));

@@ -200,6 +200,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         routes: routes.into(),
         upstreams,
         response_headers,
+        access_log: config.logging.access_log,
         auth,
         health: ctx.checker.clone(),
         metrics: ctx.metrics.clone(),
