@@ -256,7 +256,8 @@ pub struct RouteMetrics {
     upstream: Box<str>,
     family: IntCounterVec,
     /// (method, status) → counter; read lock-free, extended on a miss.
-    counters: ArcSwap<HashMap<(http::Method, u16), IntCounter>>,
+    /// Methods are folded to a fixed set, so clients cannot mint series.
+    counters: ArcSwap<HashMap<(&'static str, u16), IntCounter>>,
     duration_vec: HistogramVec,
     upstream_vec: HistogramVec,
     duration: OnceLock<Histogram>,
@@ -289,19 +290,19 @@ impl RouteMetrics {
 
     /// Counts one finished request and its duration.
     pub fn observe(&self, method: &http::Method, status: u16, elapsed: Duration) {
-        let key = (method.clone(), status);
+        let key = (method_label(method), status);
         let counter = match self.counters.load().get(&key) {
             Some(c) => c.clone(),
             None => {
                 let c = self.family.with_label_values(&[
                     &*self.route,
                     &*self.upstream,
-                    method.as_str(),
+                    key.0,
                     itoa(status).as_str(),
                 ]);
                 self.counters.rcu(|m| {
                     let mut m = HashMap::clone(m);
-                    m.insert(key.clone(), c.clone());
+                    m.insert(key, c.clone());
                     m
                 });
                 c
@@ -332,6 +333,23 @@ impl std::fmt::Debug for RouteMetrics {
         f.debug_struct("RouteMetrics")
             .field("route", &self.route)
             .finish()
+    }
+}
+
+/// The `method` label: the standard methods, anything else `OTHER`.
+fn method_label(m: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *m {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "OTHER",
     }
 }
 
@@ -421,8 +439,14 @@ impl AdminState {
         };
         tracing::info!(%addr, "metrics listener up");
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "metrics listener cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let me = self.clone();
             tokio::spawn(async move {

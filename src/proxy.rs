@@ -208,13 +208,17 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Nothing was sent yet: try another server of the same upstream.
-        ctx.table.health.report_connect_failure(&peer._address);
-        ctx.failed.push(peer._address.clone());
-        let retries = ctx.route().map_or(0, |r| r.upstream.retries);
-        if ctx.failed.len() <= retries {
-            e.set_retry(true);
+        // Nothing was sent yet: try another server of the same upstream, if
+        // one is left; otherwise the client sees this error (502/504), not 503.
+        if matches!(
+            e.etype(),
+            ErrorType::ConnectRefused | ErrorType::ConnectTimedout | ErrorType::ConnectNoRoute
+        ) {
+            // Only the server's fault counts against it, not our own (e.g. EMFILE).
+            ctx.table.health.report_connect_failure(&peer._address);
         }
+        ctx.failed.push(peer._address.clone());
+        e.set_retry(self.another_server_left(ctx));
         e
     }
 
@@ -245,7 +249,7 @@ impl ProxyHttp for Gateway {
             e.retry.decide_reuse(true);
         } else if !timed_out && ctx.failed.len() < retries {
             ctx.failed.push(peer._address.clone());
-            e.set_retry(true);
+            e.set_retry(self.another_server_left(ctx));
         } else {
             e.set_retry(false);
         }
@@ -276,6 +280,29 @@ impl ProxyHttp for Gateway {
         req.insert_header("x-forwarded-proto", "http")?;
         if let Some(host) = req.headers.get(header::HOST).cloned() {
             req.insert_header("x-forwarded-host", host)?;
+        }
+        // The port the client connected to, never one the client claims
+        // (Next.js builds absolute URLs from it).
+        match session.server_addr().and_then(|a| a.as_inet()) {
+            Some(local) => req.insert_header("x-forwarded-port", local.port())?,
+            None => drop(req.remove_header("x-forwarded-port")),
+        }
+        // Other client-supplied hop claims are not forwarded.
+        req.remove_header("forwarded");
+        req.remove_header("x-real-ip");
+        // Names with `_` are dropped (nginx's `underscores_in_headers off`):
+        // many app servers fold `X_User_Id` into `X-User-Id`, which would
+        // bypass the stripping of identity headers.
+        if req.headers.keys().any(|k| k.as_str().contains('_')) {
+            let names: Vec<_> = req
+                .headers
+                .keys()
+                .filter(|k| k.as_str().contains('_'))
+                .cloned()
+                .collect();
+            for n in names {
+                req.remove_header(&n);
+            }
         }
         req.insert_header("x-request-id", ctx.request_id.clone())?;
         Ok(())
@@ -328,6 +355,10 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, msg) = error_status(e);
+        // The response already started: an error body would corrupt it (a
+        // "complete" chunked stream, a padded download). Drop the connection
+        // instead, so the client sees the failure.
+        let started = session.response_written().is_some();
         let route = ctx.route();
         let server = match (route, &ctx.server) {
             (Some(r), Some(s)) => r.upstream.server_label(s),
@@ -346,7 +377,7 @@ impl ProxyHttp for Gateway {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             extra.push((header::RETRY_AFTER, HeaderValue::from_static("5")));
         }
-        let code = if status.as_u16() == 0 || downstream_gone(e) {
+        let code = if started || downstream_gone(e) {
             0
         } else {
             // Pingora does not reuse a connection after a proxy failure: say so.
@@ -524,6 +555,18 @@ pub async fn respond_error(
             .await?;
     }
     Ok(())
+}
+
+impl Gateway {
+    /// Whether this request's upstream has a healthy server it has not failed
+    /// on yet, within the upstream's `retries`.
+    fn another_server_left(&self, ctx: &Ctx) -> bool {
+        let Some(route) = ctx.route() else {
+            return false;
+        };
+        ctx.failed.len() <= route.upstream.retries
+            && route.upstream.has_candidate(|a| ctx.failed.contains(a))
+    }
 }
 
 /// Maps a proxy error to the status the client sees.

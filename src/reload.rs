@@ -217,7 +217,12 @@ impl Reloader {
             };
             // Compile does file I/O and may resolve names: off the async workers.
             let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.reload(trigger)).await;
+            if let Err(e) = tokio::task::spawn_blocking(move || me.reload(trigger)).await {
+                // A bug, not a bad file: count it as a failed reload all the same.
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.last_successful.store(false, Ordering::Relaxed);
+                tracing::error!(trigger, error = %e, "config reload crashed; the previous config keeps serving");
+            }
         }
     }
 }

@@ -123,6 +123,14 @@ impl UpstreamPool {
             .map(|(_, p, _)| p)
     }
 
+    /// Whether a healthy server exists that `skip` does not exclude
+    /// (does not advance the round robin).
+    pub fn has_candidate(&self, skip: impl Fn(&SocketAddr) -> bool) -> bool {
+        self.peers
+            .iter()
+            .any(|(a, _, up)| up.load(Ordering::Relaxed) && !skip(a))
+    }
+
     /// Server label (as written in the config) for a selected address.
     pub fn server_label(&self, addr: &SocketAddr) -> &str {
         self.peers

@@ -257,8 +257,20 @@ async fn a_thousand_distinct_paths_add_no_series() {
     // Warm up every label combination used below, then count series.
     cl.get(gw.url("/pub/warm")).send().await.unwrap();
     cl.get(gw.url("/warm")).send().await.unwrap();
+    let invented = |i: usize| reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+    cl.request(invented(0), gw.url("/pub/warm"))
+        .send()
+        .await
+        .unwrap();
     let series = |m: &BTreeMap<String, f64>| m.keys().filter(|k| k.starts_with("gateway_")).count();
     let before = series(&scrape(&gw).await);
+    // Invented methods do not mint series either: they all count as OTHER.
+    for i in 1..50 {
+        cl.request(invented(i), gw.url("/pub/x"))
+            .send()
+            .await
+            .unwrap();
+    }
     for i in 0..1000 {
         let path = if i % 2 == 0 {
             format!("/pub/{i}/x")
@@ -280,6 +292,14 @@ async fn a_thousand_distinct_paths_add_no_series() {
             &[("route", "(unmatched)"), ("status", "404")]
         ),
         501.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "gateway_requests_total",
+            &[("route", "/pub/*"), ("method", "OTHER")]
+        ),
+        50.0
     );
 }
 

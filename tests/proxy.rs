@@ -286,16 +286,31 @@ async fn identity_headers_cannot_be_spoofed_on_public_routes() {
         .header("x-user-id", "admin")
         .header("x-user-scopes", "everything")
         .header("x-client-id", "evil")
+        // Spellings app servers fold into X-User-Id, and forged hop headers.
+        .header("x_user_id", "admin")
+        .header("X_Client_Id", "evil")
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .header("x-real-ip", "203.0.113.9")
+        .header("x-forwarded-port", "443")
         .send()
         .await
         .unwrap();
     let v: Value = r.json().await.unwrap();
-    for h in ["x-user-id", "x-user-scopes", "x-client-id"] {
+    for h in [
+        "x-user-id",
+        "x-user-scopes",
+        "x-client-id",
+        "x_user_id",
+        "x_client_id",
+        "forwarded",
+        "x-real-ip",
+    ] {
         assert!(
             v["headers"].get(h).is_none(),
             "{h} reached the upstream: {v}"
         );
     }
+    assert_eq!(v["headers"]["x-forwarded-port"], gw.port.to_string());
     // On a protected route they come from the token only.
     let t = token(json!({"sub": "alice", "scope": "read", "client_id": "web"}));
     let v: Value = client()
@@ -353,7 +368,7 @@ async fn gateway_errors_are_json_with_the_right_status() {
     let slow = Upstream::start("slow").await;
     let (refused, _hold) = refused_addr();
     let body = format!(
-        "upstreams:\n  slow: {{ servers: [\"{}\"], read_timeout_seconds: 0.3 }}\n  down: {{ servers: [\"{refused}\"], retries: 0 }}\nroutes:\n  - {{ path: \"/slow/*\", upstream: slow, auth_required: false }}\n  - {{ path: \"/down/*\", upstream: down, auth_required: false }}\nhealth_check: {{ enabled: false }}\n",
+        "upstreams:\n  slow: {{ servers: [\"{}\"], read_timeout_seconds: 0.3 }}\n  down: {{ servers: [\"{refused}\"] }}\nroutes:\n  - {{ path: \"/slow/*\", upstream: slow, auth_required: false }}\n  - {{ path: \"/down/*\", upstream: down, auth_required: false }}\nhealth_check: {{ enabled: false }}\n",
         slow.addr
     );
     let gw = Gateway::start(&body);

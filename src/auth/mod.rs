@@ -454,7 +454,8 @@ fn deadline(exp: Option<u64>, ttl: Option<Duration>) -> Instant {
         (None, Some(b)) => b,
         (None, None) => Duration::ZERO,
     };
-    now + d
+    // A token may claim any `exp`: cache it a day at most, never overflow.
+    now + d.min(Duration::from_secs(24 * 3600))
 }
 
 fn algorithm(a: JwtAlgorithm) -> Algorithm {

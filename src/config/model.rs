@@ -82,7 +82,7 @@ pub struct ServerConfig {
     /// file systems that lose change notifications (Docker bind mounts,
     /// network file systems). Default: 5.
     #[serde(default = "default_config_poll")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub config_poll_interval_seconds: f64,
 }
 
@@ -94,21 +94,21 @@ pub struct UpstreamConfig {
     pub servers: Vec<String>,
     /// Seconds to establish a TCP connection. Default: 2.
     #[serde(default = "default_connect_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub connect_timeout_seconds: f64,
     /// Seconds to wait for each read from the upstream (response headers or
     /// the next body chunk). Default: 60.
     #[serde(default = "default_io_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub read_timeout_seconds: f64,
     /// Seconds to wait for each write to the upstream. Default: 60.
     #[serde(default = "default_io_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub write_timeout_seconds: f64,
     /// Seconds an idle pooled upstream connection is kept. Default: 4, below
     /// the 5 s after which Node.js (Next.js) servers close idle connections.
     #[serde(default = "default_idle_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub idle_timeout_seconds: f64,
     /// How many other servers a request that could not connect is retried on.
     /// Default: 1.
@@ -146,11 +146,11 @@ pub struct RouteConfig {
     /// Overrides the upstream's `read_timeout_seconds` for this route
     /// (e.g. long-lived streams).
     #[serde(default)]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub read_timeout_seconds: Option<f64>,
     /// Overrides the upstream's `write_timeout_seconds` for this route.
     #[serde(default)]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub write_timeout_seconds: Option<f64>,
     /// Scopes the token must all carry (from `scope` or `scp`). Default: none.
     #[serde(default)]
@@ -166,11 +166,11 @@ pub struct HealthCheckConfig {
     pub enabled: bool,
     /// Seconds between checks of one server. Default: 10.
     #[serde(default = "default_hc_interval")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub interval_seconds: f64,
     /// Seconds a check may take (connect plus response headers). Default: 5.
     #[serde(default = "default_hc_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub timeout_seconds: f64,
     /// Consecutive passing checks that bring a server back. Default: 2.
     #[serde(default = "default_healthy_threshold")]
@@ -202,10 +202,10 @@ pub struct HealthCheckOverride {
     /// See `health_check.enabled`.
     pub enabled: Option<bool>,
     /// See `health_check.interval_seconds`.
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub interval_seconds: Option<f64>,
     /// See `health_check.timeout_seconds`.
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub timeout_seconds: Option<f64>,
     /// See `health_check.healthy_threshold`.
     #[schemars(range(min = 1))]
@@ -266,7 +266,7 @@ pub struct AuthConfig {
     pub jwks_url: Option<String>,
     /// Seconds between background refreshes of the key set. Default: 300.
     #[serde(default = "default_jwks_refresh")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub jwks_refresh_seconds: f64,
     /// Minimum seconds between two fetches triggered by tokens naming an
     /// unknown `kid`. Default: 5.
@@ -276,7 +276,7 @@ pub struct AuthConfig {
     /// Seconds a fetch from the authority (discovery, key set,
     /// introspection) may take. Default: 5.
     #[serde(default = "default_fetch_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub fetch_timeout_seconds: f64,
     /// Accepted JWT algorithms. Default: every algorithm that fits a
     /// configured key (HS* for `jwt_secret`, the key type's for JWKS keys).
