@@ -48,7 +48,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         config,
         warnings,
     } = prepare(&opts.config, &ctx)?;
-    let log = logging::init(&config.logging, !opts.daemon);
+    let log = logging::init(&config.logging);
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -64,6 +64,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         server_conf(&config),
     );
     server.bootstrap();
+    server.add_service(background_service("log flusher", logging::FlusherService));
 
     let table: Arc<ArcSwap<RouteTable>> = Arc::new(ArcSwap::from_pointee(table));
     let draining = Arc::new(AtomicBool::new(false));
