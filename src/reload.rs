@@ -81,6 +81,10 @@ struct State {
     /// Hash of the last file that failed, so an unchanged broken file is
     /// reported once, not at every poll.
     failed_hash: Option<u64>,
+    /// The config this process started with: its process-level settings
+    /// (listener, workers, metrics address) are the ones in force until a
+    /// restart, whatever later files say.
+    started_with: FileConfig,
 }
 
 impl Reloader {
@@ -105,6 +109,7 @@ impl Reloader {
             log,
             stats,
             state: Mutex::new(State {
+                started_with: config.clone(),
                 config,
                 hash,
                 failed_hash: None,
@@ -114,10 +119,15 @@ impl Reloader {
 
     /// Re-reads the file and swaps in its table if it is valid and new.
     /// Blocking (file I/O, DNS): call it off the request path.
+    /// A `SIGHUP` recompiles even unchanged bytes (e.g. to re-resolve
+    /// server names); other triggers skip a file whose bytes are in force.
     pub fn reload(&self, trigger: &str) -> Outcome {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // Cheap pre-check: identical bytes mean nothing to do.
-        if let Ok(bytes) = std::fs::read(&self.path) {
+        if let Some(bytes) = std::fs::read(&self.path)
+            .ok()
+            .filter(|_| trigger != "SIGHUP")
+        {
             let h = fnv1a(&bytes);
             if h == state.hash || Some(h) == state.failed_hash {
                 return Outcome::Unchanged;
@@ -137,7 +147,7 @@ impl Reloader {
                     tracing::warn!("{w}");
                 }
                 let summary = Summary::between(&state.config, &config);
-                for setting in restart_required(&state.config, &config) {
+                for setting in restart_required(&state.started_with, &config) {
                     tracing::warn!(
                         setting,
                         "{setting} changed: it applies only to a new process; run `systemctl reload pingora-gateway` (graceful upgrade). Everything else in the file is applied now."

@@ -403,3 +403,17 @@ async fn daemon_mode_writes_its_pid_file_and_sigterm_finishes_in_flight_requests
     );
     wait_for(Duration::from_secs(15), || !alive(pid)).expect("the daemon exits after SIGTERM");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_even_an_unchanged_file() {
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(&versioned(&up, "0"));
+    wait_version(&gw, "0").await;
+    kill(gw.pid(), "HUP");
+    gw.wait_log("\"trigger\":\"SIGHUP\"");
+    assert_eq!(
+        version_of(&gw.url("/x")).await.as_deref(),
+        Some("0"),
+        "still serving"
+    );
+}
