@@ -6,7 +6,7 @@
 //! Errors the gateway produces itself are JSON and go through [`respond_error`].
 
 use crate::auth::{self, AuthError};
-use crate::routing::{PathError, Route, RouteTable, normalize_path, strip_prefix};
+use crate::routing::{Route, RouteTable, normalize_path, strip_prefix};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -124,8 +124,8 @@ impl ProxyHttp for Gateway {
         let path = match normalize_path(raw_path) {
             Ok(p) => p,
             Err(e) => {
-                let msg = path_error_message(e);
-                respond_error(session, ctx, StatusCode::BAD_REQUEST, msg, &[]).await?;
+                let msg = e.to_string();
+                respond_error(session, ctx, StatusCode::BAD_REQUEST, &msg, &[]).await?;
                 return Ok(true);
             }
         };
@@ -329,12 +329,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", ctx.request_id.clone())?;
-        for (name, value) in ctx.table.response_headers.iter() {
-            if !resp.headers.contains_key(name) {
-                resp.append_header(name.clone(), value.clone())?;
-            }
-        }
+        add_gateway_headers(resp, ctx)?;
         if resp.status.is_redirection()
             && let (Some(server), Some(loc)) = (&ctx.server, resp.headers.get(header::LOCATION))
             && let Some(new) = rewrite_location(
@@ -491,10 +486,7 @@ async fn reject(
         resp.insert_header(header::LOCATION, login.location(&original))?;
         resp.insert_header(header::CONTENT_LENGTH, 0)?;
         resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-        resp.insert_header("x-request-id", ctx.request_id.clone())?;
-        for (name, value) in ctx.table.response_headers.iter() {
-            resp.append_header(name.clone(), value.clone())?;
-        }
+        add_gateway_headers(&mut resp, ctx)?;
         return session.write_response_header(Box::new(resp), true).await;
     }
     let extra = match (auth, e) {
@@ -537,14 +529,11 @@ pub async fn respond_error(
     let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header("x-request-id", ctx.request_id.clone())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
     for (k, v) in extra {
         resp.insert_header(k.clone(), v.clone())?;
     }
-    for (name, value) in ctx.table.response_headers.iter() {
-        resp.append_header(name.clone(), value.clone())?;
-    }
+    add_gateway_headers(&mut resp, ctx)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -606,15 +595,16 @@ fn downstream_gone(e: &Error) -> bool {
         )
 }
 
-fn path_error_message(e: PathError) -> &'static str {
-    match e {
-        PathError::NotAbsolute => "path must start with '/'",
-        PathError::EncodedSeparator => "encoded slash or backslash in path",
-        PathError::Backslash => "backslash in path",
-        PathError::Nul => "NUL byte in path",
-        PathError::BadPercent => "malformed percent-encoding in path",
-        PathError::AboveRoot => "path climbs above the root",
+/// `X-Request-Id` and the configured response headers, the latter only
+/// where the response does not carry them already (the upstream's win).
+fn add_gateway_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    resp.insert_header("x-request-id", ctx.request_id.clone())?;
+    for (name, value) in ctx.table.response_headers.iter() {
+        if !resp.headers.contains_key(name) {
+            resp.append_header(name.clone(), value.clone())?;
+        }
     }
+    Ok(())
 }
 
 /// The request's host without port (`Host` header, else the URI authority).
