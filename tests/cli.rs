@@ -256,3 +256,13 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
 }
+
+#[test]
+fn a_server_in_two_upstreams_with_different_checks_gets_a_warning() {
+    let (code, out) = gateway(&["validate", "tests/fixtures/shared_server.yaml"]);
+    assert_eq!(code, 0, "a warning does not fail: {out}");
+    assert!(
+        out.contains("shared_server.yaml:3:18: upstreams.b.servers[0]: warning: 127.0.0.1:3001 is also in upstream \"a\""),
+        "{out}"
+    );
+}

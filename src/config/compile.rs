@@ -75,13 +75,15 @@ pub fn prepare(path: &Path, ctx: &CompileContext) -> Result<Prepared, ConfigErro
 pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigErrors> {
     let Loaded {
         config,
-        warnings,
+        mut warnings,
         hash,
         mut report,
     } = loaded;
 
     let mut upstreams = BTreeMap::new();
     let mut health_specs = HashMap::new();
+    // Health is kept per server address: which upstream's checks it got.
+    let mut checked_as: HashMap<std::net::SocketAddr, (&str, HealthCheckConfig)> = HashMap::new();
     for (name, u) in &config.upstreams {
         let UpstreamConfig {
             servers,
@@ -110,7 +112,19 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             write: secs(*write_timeout_seconds),
             idle: secs(*idle_timeout_seconds),
         };
-        for (server, addr) in servers.iter().zip(&addrs) {
+        for (i, (server, addr)) in servers.iter().zip(&addrs).enumerate() {
+            match checked_as.get(addr) {
+                Some((first, first_hc)) if *first_hc != hc => report.warning(
+                    &format!("/upstreams/{name}/servers/{i}"),
+                    format!(
+                        "{server} is also in upstream \"{first}\" with other health-check settings; one health state per server: \"{first}\"'s checks apply to both"
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    checked_as.insert(*addr, (name.as_str(), hc.clone()));
+                }
+            }
             health_specs
                 .entry(PingoraAddr::Inet(*addr))
                 .or_insert_with(|| Arc::new(Spec::new(name, server, &hc)));
@@ -195,6 +209,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
 
     // Last step: nothing can fail any more, so the new settings are final.
     ctx.checker.set_specs(health_specs);
+    warnings.append(&mut report.warnings);
     let table = RouteTable {
         router,
         routes: routes.into(),
