@@ -477,7 +477,7 @@ async fn websocket_echo_through_the_gateway() {
     );
     let gw = Gateway::start(&body);
     let mut ws = common::ws::ws_connect(gw.port).await;
-    common::ws::ws_roundtrip(&mut ws, 3).await;
+    common::ws::ws_roundtrip(&mut ws, 3, || gw.log()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,7 +284,7 @@ async fn streams_and_websockets_survive_a_reload() {
     let gw = Gateway::start(&versioned_with_ws(&up, ws_addr, "0"));
 
     let mut ws = ws_connect(gw.port).await;
-    ws_roundtrip(&mut ws, 1).await;
+    ws_roundtrip(&mut ws, 1, || gw.log()).await;
     let sse = client()
         .get(gw.url("/events/stream?n=8&interval_ms=150"))
         .send()
@@ -295,7 +295,7 @@ async fn streams_and_websockets_survive_a_reload() {
     gw.write_config(&versioned_with_ws(&up, ws_addr, "1"));
     wait_version(&gw, "1").await;
 
-    ws_roundtrip(&mut ws, 3).await;
+    ws_roundtrip(&mut ws, 3, || gw.log()).await;
     let events = sse_task.await.unwrap();
     assert_eq!(events.matches("data:").count(), 8, "{events}");
 }
@@ -311,7 +311,7 @@ async fn graceful_upgrade_under_load_drops_nothing() {
 
     let load = Load::start(old.port, 6);
     let mut ws = ws_connect(old.port).await;
-    ws_roundtrip(&mut ws, 1).await;
+    ws_roundtrip(&mut ws, 1, || old.log()).await;
     let stream = client()
         .get(old.url("/s/stream?n=10&interval_ms=200"))
         .send()
@@ -336,7 +336,7 @@ async fn graceful_upgrade_under_load_drops_nothing() {
     let quit_at = Instant::now();
 
     wait_version(&old, "new").await; // same port, now answered by the new process
-    ws_roundtrip(&mut ws, 3).await; // the open WebSocket stays on the old process meanwhile
+    ws_roundtrip(&mut ws, 3, || old.log()).await; // the open WebSocket stays on the old process meanwhile
     let events = stream_task.await.unwrap();
     assert_eq!(
         events.matches("data:").count(),

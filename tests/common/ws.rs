@@ -37,19 +37,20 @@ pub async fn ws_connect(port: u16) -> Ws {
         .0
 }
 
-/// Sends `n` text messages and expects each echoed back.
-pub async fn ws_roundtrip(ws: &mut Ws, n: usize) {
+/// Sends `n` text messages and expects each echoed back; `context` (e.g.
+/// the gateway's log) is shown if it fails.
+pub async fn ws_roundtrip(ws: &mut Ws, n: usize, context: impl Fn() -> String) {
     for i in 0..n {
-        ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
-            "m{i}"
-        )))
-        .await
-        .unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.into_text().unwrap().as_str(), format!("m{i}"));
+        let sent = ws
+            .send(tokio_tungstenite::tungstenite::Message::text(format!(
+                "m{i}"
+            )))
+            .await;
+        assert!(sent.is_ok(), "send {i}: {sent:?}\n{}", context());
+        let got = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        match got {
+            Ok(Some(Ok(m))) => assert_eq!(m.into_text().unwrap().as_str(), format!("m{i}")),
+            other => panic!("echo {i}: {other:?}\n{}", context()),
+        }
     }
 }
