@@ -50,6 +50,8 @@ def ensure_tools():
 
 
 def free_port():
+    """A port free now (bind, read, release). Fine for a benchmark run by
+    hand; the test suite reserves its ports race-free instead."""
     import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
