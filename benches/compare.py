@@ -35,6 +35,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "bench-secret-0123456789abcdef-0123456789"
+# Both Pingora binaries are built with the same profile (fat LTO, one codegen
+# unit): what a deployment runs (see Cargo.toml).
+PROFILE = "production"
 
 
 def sh(*args, **kw):
@@ -147,7 +150,7 @@ def start_nginx(d, name, port, body, http_extra=""):
     return p
 
 
-def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False):
+def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False, extra_server="", jwks=None):
     routes = [("/oauth/*", False), ("/admin/*", auth), ("/kline/*", auth), ("/flow/*", auth), ("/test/*", auth), ("/*", auth)]
     lines = [f'  - {{ path: "{p}", upstream: app, auth_required: {str(a).lower()} }}' for p, a in routes]
     return f"""server:
@@ -155,7 +158,7 @@ def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False):
   worker_threads: 1
   pid_file: "{d}/gw-{port}.pid"
   upgrade_sock: "{d}/gw-{port}.sock"
-upstreams:
+{extra_server}upstreams:
   app: {{ servers: ["127.0.0.1:{upstream_port}"] }}
 routes:
 {chr(10).join(lines)}
@@ -163,6 +166,7 @@ routes:
 health_check: {{ interval_seconds: 5, path: /health }}
 auth:
   jwt_secret: "{SECRET}"
+{f'  jwks_url: "{jwks}"' if jwks else ""}
 metrics:
   bind_address: "127.0.0.1:{mport}"
 logging: {{ level: info, format: json }}
@@ -177,7 +181,7 @@ def start_gateway(d, name, config_text, binary):
     open(path, "w").write(config_text)
     port = int(re.search(r'bind_address: "127.0.0.1:(\d+)"', config_text).group(1))
     log = open(os.path.join(d, f"{name}.log"), "w")  # access log on, to a file
-    p = Proc(name, [os.path.join(ROOT, "target/release/gateway"), "run", "--config", path], log=log)
+    p = Proc(name, [os.path.join(ROOT, "target", PROFILE, "gateway"), "run", "--config", path], log=log)
     wait_http(f"http://127.0.0.1:{port}/oauth/health")
     p.config_path = path
     return p
@@ -192,10 +196,29 @@ def hs256_token():
     return f"{head}.{body}.{sig}"
 
 
-def wrk(url, seconds, header=None):
+def rs256(d, kid="bench"):
+    """An RSA key made with openssl, its JWKS (served by the upstream nginx)
+    and an RS256 token signed with it."""
+    import base64, hashlib
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    key = os.path.join(d, "rsa.pem")
+    sh("openssl", "genrsa", "-out", key, "2048", stderr=subprocess.DEVNULL)
+    modulus = subprocess.run(["openssl", "rsa", "-in", key, "-noout", "-modulus"], capture_output=True, text=True, check=True).stdout
+    n = bytes.fromhex(modulus.strip().split("=", 1)[1])
+    jwks = {"keys": [{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(n), "e": "AQAB"}]}
+    open(os.path.join(d, "jwks.json"), "w").write(json.dumps(jwks))
+    head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 7200}).encode())
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=f"{head}.{body}".encode(), capture_output=True, check=True).stdout
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def wrk(url, seconds, header=None, script=None):
     args = ["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if header:
         args += ["-H", header]
+    if script:
+        args += ["-s", script]
     out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
     def num(pattern, default=0.0):
         m = re.search(pattern, out)
@@ -237,25 +260,33 @@ def main():
     args = ap.parse_args()
     raise_fd_limit()
     ensure_tools()
-    sh("cargo", "build", "--release", "--bin", "gateway", "--example", "bare_pingora", cwd=ROOT)
+    sh("cargo", "build", "--profile", PROFILE, "--bin", "gateway", "--example", "bare_pingora", cwd=ROOT)
 
     d = tempfile.mkdtemp(prefix="gw-bench-")
     os.chmod(d, 0o755)  # nginx workers (user nobody) read the 4 KiB file
     procs = []
     try:
-        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "gw", "gw_auth", "gw_10k", "gw_reload", "m1", "m2", "m3", "m4")}
+        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6")}
         open(os.path.join(d, "4k.txt"), "w").write("x" * 4096)  # served from the page cache
+        open(os.path.join(d, "1m.bin"), "wb").write(b"x" * (1 << 20))
+        rs_token = rs256(d)
+        upload = os.path.join(d, "upload.lua")
+        open(upload, "w").write('wrk.method = "POST"\nwrk.body = string.rep("x", 1048576)\n')
         up = start_nginx(d, "upstream", ports["up"], f"""
+    client_max_body_size 2m;
     location = /health {{ return 200 "ok"; }}
+    location = /jwks.json {{ root {d}; default_type application/json; try_files /jwks.json =404; }}
     location ~ /4k$ {{ root {d}; default_type text/plain; try_files /4k.txt =404; }}
+    location ~ /1m$ {{ root {d}; default_type application/octet-stream; try_files /1m.bin =404; }}
+    location /upload {{ return 200 "ok"; }}
     location / {{ return 200 "ok"; }}""")
         procs.append(up)
-        proxy_body = 'location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+        proxy_body = 'client_max_body_size 2m; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
         backend = f"upstream backend {{ server 127.0.0.1:{ports['up']}; keepalive 128; }}"
         for name in ("nginx", "nginx2"):
             procs.append(start_nginx(d, name, ports[name], proxy_body, backend))
         nginx, nginx2 = procs[1], procs[2]
-        bare = Proc("bare", [os.path.join(ROOT, "target/release/examples/bare_pingora"), f"127.0.0.1:{ports['bare']}", f"127.0.0.1:{ports['up']}", "1"])
+        bare = Proc("bare", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare']}", f"127.0.0.1:{ports['up']}", "1"])
         procs.append(bare)
         wait_http(f"http://127.0.0.1:{ports['bare']}/health")
         gw = start_gateway(d, "gw", gateway_config(d, ports["gw"], ports["up"], ports["m1"]), ROOT)
@@ -263,7 +294,11 @@ def main():
         many = "\n".join(f'  - {{ path: "/svc{i}/v{i % 7}/*", upstream: app, auth_required: false }}' for i in range(10_000))
         gw_10k = start_gateway(d, "gw_10k", gateway_config(d, ports["gw_10k"], ports["up"], ports["m3"], extra_routes=many), ROOT)
         gw_reload = start_gateway(d, "gw_reload", gateway_config(d, ports["gw_reload"], ports["up"], ports["m4"]), ROOT)
-        procs += [gw, gw_auth, gw_10k, gw_reload]
+        gw_rs = start_gateway(d, "gw_rs", gateway_config(d, ports["gw_rs"], ports["up"], ports["m5"], auth=True, jwks=f"http://127.0.0.1:{ports['up']}/jwks.json"), ROOT)
+        # Pingora's default 64 KiB per-connection read buffer, to show that
+        # the gateway's default (none) costs nothing on large bodies.
+        gw_64k = start_gateway(d, "gw_64k", gateway_config(d, ports["gw_64k"], ports["up"], ports["m6"], extra_server="  read_buffer_bytes: 65536\n"), ROOT)
+        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k]
 
         token = hs256_token()
         rows = {
@@ -276,6 +311,13 @@ def main():
             "nginx 4 KiB": (nginx, f"http://127.0.0.1:{ports['nginx']}/test/4k", None),
             "bare pingora 4 KiB": (bare, f"http://127.0.0.1:{ports['bare']}/test/4k", None),
             "gateway auth HS256": (gw_auth, f"http://127.0.0.1:{ports['gw_auth']}/test/x", f"Authorization: Bearer {token}"),
+            "gateway auth RS256": (gw_rs, f"http://127.0.0.1:{ports['gw_rs']}/test/x", f"Authorization: Bearer {rs_token}"),
+            "gateway 1 MiB down": (gw, f"http://127.0.0.1:{ports['gw']}/test/1m", None),
+            "gateway 64K buf 1 MiB down": (gw_64k, f"http://127.0.0.1:{ports['gw_64k']}/test/1m", None),
+            "nginx 1 MiB down": (nginx, f"http://127.0.0.1:{ports['nginx']}/test/1m", None),
+            "gateway 1 MiB up": (gw, f"http://127.0.0.1:{ports['gw']}/upload", None, upload),
+            "gateway 64K buf 1 MiB up": (gw_64k, f"http://127.0.0.1:{ports['gw_64k']}/upload", None, upload),
+            "nginx 1 MiB up": (nginx, f"http://127.0.0.1:{ports['nginx']}/upload", None, upload),
             "gateway 10k routes": (gw_10k, f"http://127.0.0.1:{ports['gw_10k']}/svc9999/v3/x", None),
             "gateway reload 1/s": (gw_reload, f"http://127.0.0.1:{ports['gw_reload']}/test/x", None),
         }
@@ -291,7 +333,7 @@ def main():
             order = list(rows)
             random.shuffle(order)
             for name in order:
-                proc, url, header = rows[name]
+                proc, url, header, *script = rows[name]
                 pid = proc.pid
                 t = None
                 if name == "gateway reload 1/s":
@@ -299,7 +341,7 @@ def main():
                     t = threading.Thread(target=reloader, daemon=True)
                     t.start()
                 c0 = cpu_seconds(pid)
-                res = wrk(url, args.seconds, header)
+                res = wrk(url, args.seconds, header, *script)
                 res["cpu_us_per_req"] = (cpu_seconds(pid) - c0) / max(res["requests"], 1) * 1e6
                 if t:
                     stop_reload.set()
@@ -311,12 +353,12 @@ def main():
             return statistics.median(x[key] for x in results[name])
         def ratio(a, b):
             return statistics.median(x["rps"] / max(y["rps"], 1) for x, y in zip(results[a], results[b]))
-        peak = {name: rss_kb(proc.pid, "VmHWM") for name, (proc, _, _) in rows.items()}
+        peak = {name: rss_kb(row[0].pid, "VmHWM") for name, row in rows.items()}
 
-        print(f"\n{'row':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}{'peak RSS MB':>13}")
+        print(f"\n{'row':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}{'peak RSS MB':>13}")
         for name in rows:
             errs = sum(x["errors"] for x in results[name])
-            print(f"{name:<22}{med(name, 'rps'):>10.0f}{med(name, 'p50'):>9.2f}{med(name, 'p99'):>9.2f}{errs:>8}{med(name, 'cpu_us_per_req'):>12.1f}{peak[name] / 1024:>13.1f}")
+            print(f"{name:<28}{med(name, 'rps'):>10.0f}{med(name, 'p50'):>9.2f}{med(name, 'p99'):>9.2f}{errs:>8}{med(name, 'cpu_us_per_req'):>12.1f}{peak[name] / 1024:>13.1f}")
         ratios = {
             "nginx (control) / nginx  [noise floor]": ratio("nginx (control)", "nginx"),
             "bare pingora / nginx": ratio("bare pingora", "nginx"),
@@ -325,6 +367,11 @@ def main():
             "gateway 4 KiB / nginx 4 KiB": ratio("gateway 4 KiB", "nginx 4 KiB"),
             "gateway 4 KiB / bare pingora 4 KiB": ratio("gateway 4 KiB", "bare pingora 4 KiB"),
             "gateway auth HS256 / gateway": ratio("gateway auth HS256", "gateway"),
+            "gateway auth RS256 / gateway": ratio("gateway auth RS256", "gateway"),
+            "gateway 1 MiB down / 64 KiB buffer": ratio("gateway 1 MiB down", "gateway 64K buf 1 MiB down"),
+            "gateway 1 MiB up / 64 KiB buffer": ratio("gateway 1 MiB up", "gateway 64K buf 1 MiB up"),
+            "gateway 1 MiB down / nginx": ratio("gateway 1 MiB down", "nginx 1 MiB down"),
+            "gateway 1 MiB up / nginx": ratio("gateway 1 MiB up", "nginx 1 MiB up"),
             "gateway 10k routes / gateway": ratio("gateway 10k routes", "gateway"),
             "gateway reload 1/s / gateway": ratio("gateway reload 1/s", "gateway"),
         }
@@ -335,11 +382,11 @@ def main():
         idle = {}
         if args.idle:
             print(f"\nRSS with {args.idle} idle keep-alive connections:")
-            for name, proc, port in (("nginx", nginx, ports["nginx"]), ("bare pingora", bare, ports["bare"]), ("gateway", gw, ports["gw"])):
+            for name, proc, port in (("nginx", nginx, ports["nginx"]), ("bare pingora", bare, ports["bare"]), ("gateway", gw, ports["gw"]), ("gateway 64K buf", gw_64k, ports["gw_64k"])):
                 before = rss_kb(proc.pid)
-                conns, failed = asyncio.run(asyncio.wait_for(hold_and_measure(port, args.idle, proc), 120))
-                idle[name] = {"rss_before_mb": before / 1024, "rss_mb": conns / 1024, "failed": failed}
-                print(f"  {name:<14}{conns / 1024:8.1f} MB  (idle before: {before / 1024:.1f} MB, failed connections: {failed})")
+                (rss, anon), failed = asyncio.run(asyncio.wait_for(hold_and_measure(port, args.idle, proc), 120))
+                idle[name] = {"rss_before_mb": before / 1024, "rss_mb": rss / 1024, "anon_mb": anon / 1024, "failed": failed}
+                print(f"  {name:<16}{rss / 1024:8.1f} MB  (anonymous {anon / 1024:.1f} MB; before: {before / 1024:.1f} MB; failed connections: {failed})")
         if args.json:
             json.dump({"results": results, "ratios": ratios, "idle": idle}, open(args.json, "w"), indent=1)
     finally:
@@ -351,7 +398,7 @@ def main():
 async def hold_and_measure(port, n, proc):
     conns, failed = await hold_idle(port, n, "/test/x")
     await asyncio.sleep(1)
-    rss = rss_kb(proc.pid)
+    rss = (rss_kb(proc.pid), rss_kb(proc.pid, "RssAnon"))
     for _, w in conns:
         w.close()
     return rss, failed

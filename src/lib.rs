@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod idle;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

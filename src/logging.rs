@@ -10,11 +10,22 @@
 //! with the Pingora server's services, i.e. after a `--daemon` fork (threads
 //! do not survive it); lines before that are written directly. Up to 50 ms
 //! of lines can be lost when the process exits.
+//!
+//! The access log is the one line per request, so it does not go through
+//! `tracing`'s formatter: [`AccessLine`] writes the same fields (JSON or
+//! text, as configured) straight into the line it queues. It still obeys the
+//! level filter (target `access`, level INFO).
 
 use crate::config::model::{LogFormat, LoggingConfig};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
+
+/// The format the subscriber was installed with (for [`AccessLine`]).
+static TEXT_FORMAT: AtomicBool = AtomicBool::new(false);
 
 /// Changes the log level of a running process (config reloads).
 #[derive(Clone)]
@@ -43,6 +54,7 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
         None => EnvFilter::new(cfg.level.as_str()),
     };
     let (filter, handle) = reload::Layer::new(filter);
+    TEXT_FORMAT.store(cfg.format == LogFormat::Text, Ordering::Relaxed);
     let result = match cfg.format {
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
@@ -81,8 +93,6 @@ struct Queue {
 /// Starts the flusher thread. Call it where the process will live: after
 /// Pingora's `--daemon` fork (from a background service).
 pub fn start_flusher() {
-    use std::io::Write;
-    use std::sync::atomic::Ordering;
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let queue = std::sync::Arc::new(Queue {
         tx,
@@ -119,21 +129,28 @@ pub fn start_flusher() {
 #[derive(Clone, Copy)]
 struct BatchWriter;
 
+/// Hands one whole line to the flusher (or writes it while there is none).
+fn enqueue(line: Vec<u8>) {
+    let guard = QUEUE.load();
+    match guard.as_ref() {
+        Some(q) => {
+            if q.pending.fetch_add(line.len(), Ordering::Relaxed) > MAX_PENDING {
+                // Dropped: the destination is stuck.
+                q.pending.fetch_sub(line.len(), Ordering::Relaxed);
+                return;
+            }
+            let _ = q.tx.send(line);
+        }
+        None => {
+            let _ = std::io::stderr().write_all(&line);
+        }
+    }
+}
+
 impl std::io::Write for BatchWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use std::sync::atomic::Ordering;
-        let guard = QUEUE.load();
-        match guard.as_ref() {
-            Some(q) => {
-                if q.pending.fetch_add(buf.len(), Ordering::Relaxed) > MAX_PENDING {
-                    q.pending.fetch_sub(buf.len(), Ordering::Relaxed);
-                    return Ok(buf.len()); // dropped: the destination is stuck
-                }
-                let _ = q.tx.send(buf.to_vec());
-                Ok(buf.len())
-            }
-            None => std::io::stderr().write(buf),
-        }
+        enqueue(buf.to_vec());
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -155,5 +172,208 @@ pub struct FlusherService;
 impl pingora_core::services::background::BackgroundService for FlusherService {
     async fn start(&self, _shutdown: pingora_core::server::ShutdownWatch) {
         start_flusher();
+    }
+}
+
+/// One access-log line: what the proxy knows when a request ends.
+pub struct AccessLine<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub upstream: &'a str,
+    pub server: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    pub bytes: usize,
+    pub request_id: &'a str,
+    pub user: &'a str,
+    pub error: &'a str,
+}
+
+impl AccessLine<'_> {
+    /// Queues the line, unless the level filter turns target `access` off.
+    pub fn emit(&self) {
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        let mut line = Vec::with_capacity(320 + self.path.len());
+        self.write(
+            &mut line,
+            TEXT_FORMAT.load(Ordering::Relaxed),
+            SystemTime::now(),
+        );
+        enqueue(line);
+    }
+
+    /// The same fields, names and order as `tracing`'s JSON formatter wrote
+    /// for this event (`flatten_event`), or its text layout.
+    fn write(&self, out: &mut Vec<u8>, text: bool, now: SystemTime) {
+        let ms = self.duration.as_micros();
+        let (ms, frac) = (ms / 1000, ms % 1000);
+        let strings = [
+            ("path", self.path),
+            ("route", self.route),
+            ("upstream", self.upstream),
+            ("server", self.server),
+        ];
+        if text {
+            write_timestamp(out, now);
+            let _ = write!(out, "  INFO access: method={}", self.method);
+            for (k, v) in strings {
+                let _ = write!(out, " {k}={v:?}");
+            }
+            let _ = write!(
+                out,
+                " status={} duration_ms={ms}.{frac:03} bytes={} request_id={:?} user={:?} error={:?}",
+                self.status, self.bytes, self.request_id, self.user, self.error
+            );
+        } else {
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            write_timestamp(out, now);
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
+            json_str(out, self.method);
+            for (k, v) in strings {
+                let _ = write!(out, ",\"{k}\":");
+                json_str(out, v);
+            }
+            let _ = write!(
+                out,
+                ",\"status\":{},\"duration_ms\":{ms}.{frac:03},\"bytes\":{},\"request_id\":",
+                self.status, self.bytes
+            );
+            json_str(out, self.request_id);
+            out.extend_from_slice(b",\"user\":");
+            json_str(out, self.user);
+            out.extend_from_slice(b",\"error\":");
+            json_str(out, self.error);
+            out.extend_from_slice(b",\"target\":\"access\"}");
+        }
+        out.push(b'\n');
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `2026-11-27T07:02:25.595102Z` (RFC 3339, UTC, microseconds), as
+/// `tracing-subscriber` writes it. The date part is computed once a second
+/// per thread.
+fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        text = civil_time(secs);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    let _ = write!(out, ".{:06}Z", since.subsec_micros());
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the Unix epoch (H. Hinnant's
+/// days-to-civil algorithm).
+fn civil_time(secs: u64) -> [u8; 19] {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut text = [0u8; 19];
+    let _ = write!(
+        &mut text[..],
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, micros: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, micros * 1000)
+    }
+
+    #[test]
+    fn timestamps_match_rfc3339_utc() {
+        for (secs, micros, want) in [
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 0, "2000-02-29T00:00:00.000000Z"),
+            (1_795_680_000, 123_456, "2026-11-26T08:00:00.123456Z"),
+            (4_102_444_799, 999_999, "2099-12-31T23:59:59.999999Z"),
+        ] {
+            let mut out = vec![];
+            write_timestamp(&mut out, at(secs, micros));
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    fn line() -> AccessLine<'static> {
+        AccessLine {
+            method: "GET",
+            path: "/a \"b\"\n",
+            route: "/a/*",
+            upstream: "app",
+            server: "127.0.0.1:8080",
+            status: 200,
+            duration: Duration::from_micros(24_315),
+            bytes: 6,
+            request_id: "abc",
+            user: "",
+            error: "",
+        }
+    }
+
+    #[test]
+    fn json_lines_are_valid_json_with_every_field_escaped() {
+        let mut out = vec![];
+        line().write(&mut out, false, at(1_795_680_000, 5));
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["timestamp"], "2026-11-26T08:00:00.000005Z");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["path"], "/a \"b\"\n");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 24.315);
+        assert_eq!(v["bytes"], 6);
+        for k in [
+            "method",
+            "route",
+            "upstream",
+            "server",
+            "request_id",
+            "user",
+            "error",
+        ] {
+            assert!(v[k].is_string(), "{k}: {v}");
+        }
+    }
+
+    #[test]
+    fn text_lines_quote_what_could_break_the_line() {
+        let mut out = vec![];
+        line().write(&mut out, true, at(1_795_680_000, 5));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "2026-11-26T08:00:00.000005Z  INFO access: method=GET path=\"/a \\\"b\\\"\\n\" route=\"/a/*\" \
+             upstream=\"app\" server=\"127.0.0.1:8080\" status=200 duration_ms=24.315 bytes=6 \
+             request_id=\"abc\" user=\"\" error=\"\"\n"
+        );
     }
 }

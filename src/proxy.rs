@@ -6,6 +6,7 @@
 //! Errors the gateway produces itself are JSON and go through [`respond_error`].
 
 use crate::auth::{self, AuthError};
+use crate::logging::AccessLine;
 use crate::routing::{Route, RouteTable, normalize_path, strip_prefix};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -265,47 +266,12 @@ impl ProxyHttp for Gateway {
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
-        if let Some(ip) = client_ip {
-            let xff = match req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                _ => ip,
-            };
-            req.insert_header("x-forwarded-for", xff)?;
-        }
-        req.insert_header("x-forwarded-proto", "http")?;
-        if let Some(host) = req.headers.get(header::HOST).cloned() {
-            req.insert_header("x-forwarded-host", host)?;
-        }
-        // The port the client connected to, never one the client claims
-        // (Next.js builds absolute URLs from it).
-        match session.server_addr().and_then(|a| a.as_inet()) {
-            Some(local) => req.insert_header("x-forwarded-port", local.port())?,
-            None => drop(req.remove_header("x-forwarded-port")),
-        }
-        // Other client-supplied hop claims are not forwarded.
-        req.remove_header("forwarded");
-        req.remove_header("x-real-ip");
-        // Names with `_` are dropped (nginx's `underscores_in_headers off`):
-        // many app servers fold `X_User_Id` into `X-User-Id`, which would
-        // bypass the stripping of identity headers.
-        if req.headers.keys().any(|k| k.as_str().contains('_')) {
-            let names: Vec<_> = req
-                .headers
-                .keys()
-                .filter(|k| k.as_str().contains('_'))
-                .cloned()
-                .collect();
-            for n in names {
-                req.remove_header(&n);
-            }
-        }
-        req.insert_header("x-request-id", ctx.request_id.clone())?;
-        Ok(())
+            .map(|a| a.ip());
+        let local_port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port());
+        prepare_upstream_request(req, client_ip, local_port, &ctx.request_id)
     }
 
     async fn upstream_response_filter(
@@ -407,20 +373,20 @@ impl ProxyHttp for Gateway {
             (Some(r), Some(s)) => r.upstream.server_label(s),
             _ => "",
         };
-        tracing::info!(
-            target: "access",
-            method = %req.method,
+        AccessLine {
+            method: req.method.as_str(),
             path,
-            route = route.map_or("", |r| &r.pattern),
-            upstream = route.map_or("", |r| &r.upstream.name),
+            route: route.map_or("", |r| &r.pattern),
+            upstream: route.map_or("", |r| &r.upstream.name),
             server,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            bytes = session.body_bytes_sent(),
-            request_id = ctx.request_id.to_str().unwrap_or(""),
-            user = ctx.subject.as_deref().unwrap_or(""),
-            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
-        );
+            duration: elapsed,
+            bytes: session.body_bytes_sent(),
+            request_id: ctx.request_id.to_str().unwrap_or(""),
+            user: ctx.subject.as_deref().unwrap_or(""),
+            error: e.map(|e| e.etype().as_str()).unwrap_or(""),
+        }
+        .emit();
     }
 }
 
@@ -598,8 +564,74 @@ fn downstream_gone(e: &Error) -> bool {
 /// `X-Request-Id` and the configured response headers, the latter only
 /// where the response does not carry them already (the upstream's win).
 fn add_gateway_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
-    resp.insert_header("x-request-id", ctx.request_id.clone())?;
-    for (name, value) in ctx.table.response_headers.iter() {
+    decorate_response(resp, &ctx.request_id, &ctx.table.response_headers)
+}
+
+/// The request as the upstream gets it: `X-Forwarded-For` (the client's
+/// address appended), `-Proto`, `-Host`, `-Port` (the port the client
+/// connected to, never one the client claims: Next.js builds absolute URLs
+/// from it), `X-Request-Id`; client-supplied `Forwarded`, `X-Real-IP` and
+/// header names with `_` are dropped.
+pub fn prepare_upstream_request(
+    req: &mut RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+    local_port: Option<u16>,
+    request_id: &HeaderValue,
+) -> Result<()> {
+    if let Some(ip) = client_ip {
+        use std::fmt::Write;
+        let mut xff = String::with_capacity(64);
+        if let Some(prev) = req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            && !prev.trim().is_empty()
+        {
+            xff.push_str(prev);
+            xff.push_str(", ");
+        }
+        let _ = write!(xff, "{ip}");
+        req.insert_header("x-forwarded-for", xff)?;
+    }
+    req.insert_header("x-forwarded-proto", "http")?;
+    if let Some(host) = req.headers.get(header::HOST).cloned() {
+        req.insert_header("x-forwarded-host", host)?;
+    }
+    match local_port {
+        Some(port) => req.insert_header("x-forwarded-port", port)?,
+        None => drop(req.remove_header("x-forwarded-port")),
+    }
+    // Other client-supplied hop claims are not forwarded.
+    req.remove_header("forwarded");
+    req.remove_header("x-real-ip");
+    // Names with `_` are dropped (nginx's `underscores_in_headers off`):
+    // many app servers fold `X_User_Id` into `X-User-Id`, which would
+    // bypass the stripping of identity headers.
+    if req.headers.keys().any(|k| k.as_str().contains('_')) {
+        let names: Vec<_> = req
+            .headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .cloned()
+            .collect();
+        for n in names {
+            req.remove_header(&n);
+        }
+    }
+    req.insert_header("x-request-id", request_id.clone())?;
+    Ok(())
+}
+
+/// The gateway's response headers: `X-Request-Id` and the configured
+/// `response_headers` (security headers by default), never over a header
+/// the upstream set.
+pub fn decorate_response(
+    resp: &mut ResponseHeader,
+    request_id: &HeaderValue,
+    extra: &[(header::HeaderName, HeaderValue)],
+) -> Result<()> {
+    resp.insert_header("x-request-id", request_id.clone())?;
+    for (name, value) in extra {
         if !resp.headers.contains_key(name) {
             resp.append_header(name.clone(), value.clone())?;
         }

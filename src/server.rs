@@ -5,6 +5,7 @@
 use crate::auth::JwksRefresher;
 use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
+use crate::idle::ParkIdle;
 use crate::logging;
 use crate::metrics::{AdminService, AdminState};
 use crate::proxy::Gateway;
@@ -16,6 +17,7 @@ use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
 use pingora_load_balancing::HealthCheckService;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,10 +77,16 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             flag: draining.clone(),
         },
     ));
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    let proxy_app = pingora_proxy::http_proxy(
         &server.configuration,
         Gateway::new(table.clone(), draining.clone()),
-        "pingora-gateway",
+    );
+    let mut proxy = Service::new(
+        "pingora-gateway".to_string(),
+        ParkIdle::new(
+            proxy_app,
+            Duration::from_secs(config.server.keepalive_timeout_seconds),
+        ),
     );
     let mut sock = TcpSocketOptions::default();
     if config.server.reuse_port {
@@ -87,7 +95,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     proxy.add_listener(
         ListenerConfig::tcp(config.server.bind_address.as_str())
             .tcp_socket_options(sock)
-            .l4_buffer(L4BufferSettings::default().read(config.server.read_buffer_bytes)),
+            .l4_buffer(L4BufferSettings::new(config.server.read_buffer_bytes, 0)),
     );
     server.add_service(proxy);
     server.add_service(background_service(

@@ -554,3 +554,94 @@ async fn the_access_log_can_be_turned_off_while_errors_are_still_logged() {
     let log = gw.wait_log(&id);
     assert!(!log.contains("\"target\":\"access\""), "{log}");
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a raw stream.
+fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+                return (status, text[end + 4..end + 4 + len].to_string());
+            }
+        }
+        let n = s.read(&mut chunk).expect("response");
+        assert!(n > 0, "connection closed mid-response: {text}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_serve_again_and_close_after_the_timeout() {
+    use std::io::{Read, Write};
+    let (_ups, gw) = {
+        let mut ups = vec![];
+        for name in APPS {
+            ups.push(Upstream::start(name).await);
+        }
+        let body = format!(
+            "server:\n  keepalive_timeout_seconds: 1\n{}",
+            seed_config(&ups)
+        );
+        (ups, Gateway::start(&body))
+    };
+    let port = gw.port;
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let big = "x".repeat(3000); // beyond the first read of a parked connection
+        for (i, extra) in ["", &format!("X-Big: {big}\r\n")].iter().enumerate() {
+            // The second request arrives in pieces, after an idle pause.
+            let req = format!("GET /test/{i} HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
+            let (head, tail) = req.split_at(3);
+            s.write_all(head.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(50 * i as u64));
+            s.write_all(tail.as_bytes()).unwrap();
+            let (status, body) = read_response(&mut s);
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["path"], format!("/test/{i}"));
+            if i == 1 {
+                assert_eq!(v["headers"]["x-big"], big.as_str());
+            }
+        }
+        // Idle past the limit: the gateway closes the connection.
+        let idle = Instant::now();
+        let mut byte = [0u8; 1];
+        assert_eq!(s.read(&mut byte).unwrap(), 0, "closed without a response");
+        let waited = idle.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "closed after {waited:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_get_their_first_answer_and_a_clean_close() {
+    let (_ups, gw) = seed().await;
+    // Pipelining is off (as in Pingora): the first request is answered, then
+    // the connection closes; the client retries the rest (RFC 9112 §9.3.2).
+    let two = "GET /test/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /test/2 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let port = gw.port;
+    let (status, text) = tokio::task::spawn_blocking(move || raw_request(port, two))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("/test/1"), "{text}");
+    let (status, _) = raw_get(gw.port, "/test/after", "");
+    assert_eq!(status, 200);
+}

@@ -69,6 +69,7 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
         graceful_shutdown_timeout_seconds: _,
         reuse_port: _,
         read_buffer_bytes: _,
+        keepalive_timeout_seconds: _,
         config_poll_interval_seconds: _,
     } = s;
     let proxy = listen_addr(bind_address, "/server/bind_address", r);

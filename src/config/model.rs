@@ -72,12 +72,19 @@ pub struct ServerConfig {
     /// races). Default: false: a second gateway on the same port fails to start.
     #[serde(default)]
     pub reuse_port: bool,
-    /// Bytes of read buffer each client connection gets (Pingora's default
-    /// is 64 KiB, allocated per connection whether busy or idle). Smaller
-    /// buffers cost a few more reads on large request bodies. Default: 16384.
+    /// Bytes of read buffer each client connection keeps for its whole
+    /// life (Pingora's default is 64 KiB, whether busy or idle). 0 (the
+    /// default) reads straight into each request's own buffers: request
+    /// headers and bodies are read in large pieces anyway, and 10,000 idle
+    /// connections then hold no buffer at all.
     #[serde(default = "default_read_buffer")]
-    #[schemars(range(min = 1024, max = 1048576))]
+    #[schemars(range(min = 0, max = 1048576))]
     pub read_buffer_bytes: usize,
+    /// Seconds a client connection may stay idle between two requests before
+    /// the gateway closes it (nginx's `keepalive_timeout`). Default: 60.
+    #[serde(default = "default_keepalive_timeout")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub keepalive_timeout_seconds: u64,
     /// Seconds between checks of the config file's content, a backup for
     /// file systems that lose change notifications (Docker bind mounts,
     /// network file systems). Default: 5.
@@ -451,6 +458,7 @@ impl Default for ServerConfig {
             graceful_shutdown_timeout_seconds: default_shutdown_timeout(),
             reuse_port: false,
             read_buffer_bytes: default_read_buffer(),
+            keepalive_timeout_seconds: default_keepalive_timeout(),
             config_poll_interval_seconds: default_config_poll(),
         }
     }
@@ -550,7 +558,10 @@ fn default_shutdown_timeout() -> u64 {
     5
 }
 fn default_read_buffer() -> usize {
-    16 * 1024
+    0
+}
+fn default_keepalive_timeout() -> u64 {
+    crate::idle::KEEPALIVE_SECONDS
 }
 fn default_config_poll() -> f64 {
     5.0

@@ -170,7 +170,8 @@ impl Gateway {
         }
     }
 
-    /// The full config text for `body`.
+    /// The full config text for `body`. A `server:` section at the start of
+    /// `body` adds its keys to the harness's own.
     pub fn render(
         body: &str,
         port: u16,
@@ -179,6 +180,16 @@ impl Gateway {
         grace_seconds: u64,
     ) -> String {
         let mut text = server_section(port, dir, grace_seconds);
+        let mut body = body;
+        if let Some(rest) = body.strip_prefix("server:\n") {
+            let end = rest
+                .match_indices('\n')
+                .map(|(i, _)| i + 1)
+                .find(|&i| !rest[i..].starts_with("  "))
+                .unwrap_or(rest.len());
+            text.push_str(&rest[..end]);
+            body = &rest[end..];
+        }
         text.push_str(&body.replace("{metrics_port}", &metrics_port.to_string()));
         if !body.contains("metrics:") {
             text.push_str(&format!(
