@@ -50,15 +50,10 @@ fn main() {
         conf,
     );
     server.bootstrap();
-    let mut peer = HttpPeer::new(upstream.as_str(), false, String::new());
-    if std::env::var_os("BARE_TIMEOUTS").is_some() {
-        use std::time::Duration;
-        peer.options.connection_timeout = Some(Duration::from_secs(2));
-        peer.options.read_timeout = Some(Duration::from_secs(60));
-        peer.options.write_timeout = Some(Duration::from_secs(60));
-        peer.options.idle_timeout = Some(Duration::from_secs(4));
-    }
-    let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Bare(peer));
+    let mut proxy = pingora_proxy::http_proxy_service(
+        &server.configuration,
+        Bare(HttpPeer::new(upstream.as_str(), false, String::new())),
+    );
     let mut listener = ListenerConfig::tcp(listen);
     if let Some(read) = args.get(4).and_then(|b| b.parse().ok()) {
         listener = listener.l4_buffer(L4BufferSettings::default().read(read));
