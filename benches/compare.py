@@ -266,7 +266,7 @@ def main():
     os.chmod(d, 0o755)  # nginx workers (user nobody) read the 4 KiB file
     procs = []
     try:
-        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6")}
+        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6")}
         open(os.path.join(d, "4k.txt"), "w").write("x" * 4096)  # served from the page cache
         open(os.path.join(d, "1m.bin"), "wb").write(b"x" * (1 << 20))
         rs_token = rs256(d)
@@ -289,6 +289,11 @@ def main():
         bare = Proc("bare", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare']}", f"127.0.0.1:{ports['up']}", "1"])
         procs.append(bare)
         wait_http(f"http://127.0.0.1:{ports['bare']}/health")
+        # The same Pingora tuning as the gateway's defaults: no work stealing,
+        # no per-connection read buffer.
+        bare_tuned = Proc("bare_tuned", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare_tuned']}", f"127.0.0.1:{ports['up']}", "1", "0", "nosteal"])
+        procs.append(bare_tuned)
+        wait_http(f"http://127.0.0.1:{ports['bare_tuned']}/health")
         gw = start_gateway(d, "gw", gateway_config(d, ports["gw"], ports["up"], ports["m1"]), ROOT)
         gw_auth = start_gateway(d, "gw_auth", gateway_config(d, ports["gw_auth"], ports["up"], ports["m2"], auth=True), ROOT)
         many = "\n".join(f'  - {{ path: "/svc{i}/v{i % 7}/*", upstream: app, auth_required: false }}' for i in range(10_000))
@@ -306,6 +311,7 @@ def main():
             "nginx": (nginx, f"http://127.0.0.1:{ports['nginx']}/test/x", None),
             "nginx (control)": (nginx2, f"http://127.0.0.1:{ports['nginx2']}/test/x", None),
             "bare pingora": (bare, f"http://127.0.0.1:{ports['bare']}/test/x", None),
+            "bare pingora tuned": (bare_tuned, f"http://127.0.0.1:{ports['bare_tuned']}/test/x", None),
             "gateway": (gw, f"http://127.0.0.1:{ports['gw']}/test/x", None),
             "gateway 4 KiB": (gw, f"http://127.0.0.1:{ports['gw']}/test/4k", None),
             "nginx 4 KiB": (nginx, f"http://127.0.0.1:{ports['nginx']}/test/4k", None),
@@ -363,7 +369,9 @@ def main():
             "nginx (control) / nginx  [noise floor]": ratio("nginx (control)", "nginx"),
             "bare pingora / nginx": ratio("bare pingora", "nginx"),
             "gateway / nginx": ratio("gateway", "nginx"),
+            "bare pingora tuned / nginx": ratio("bare pingora tuned", "nginx"),
             "gateway / bare pingora": ratio("gateway", "bare pingora"),
+            "gateway / bare pingora tuned": ratio("gateway", "bare pingora tuned"),
             "gateway 4 KiB / nginx 4 KiB": ratio("gateway 4 KiB", "nginx 4 KiB"),
             "gateway 4 KiB / bare pingora 4 KiB": ratio("gateway 4 KiB", "bare pingora 4 KiB"),
             "gateway auth HS256 / gateway": ratio("gateway auth HS256", "gateway"),
@@ -381,12 +389,26 @@ def main():
 
         idle = {}
         if args.idle:
-            print(f"\nRSS with {args.idle} idle keep-alive connections:")
-            for name, proc, port in (("nginx", nginx, ports["nginx"]), ("bare pingora", bare, ports["bare"]), ("gateway", gw, ports["gw"]), ("gateway 64K buf", gw_64k, ports["gw_64k"])):
+            print(f"\nRSS with {args.idle} idle keep-alive connections (fresh processes):")
+            fresh = {k: free_port() for k in ("nginx", "bare", "bare_tuned", "gw", "gw_64k", "m1", "m2")}
+            exe = os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora")
+            up_addr = f"127.0.0.1:{ports['up']}"
+            candidates = [
+                ("nginx", lambda: start_nginx(d, "nginx_idle", fresh["nginx"], proxy_body, backend), fresh["nginx"]),
+                ("bare pingora", lambda: Proc("bare_idle", [exe, f"127.0.0.1:{fresh['bare']}", up_addr, "1"]), fresh["bare"]),
+                ("bare pingora tuned", lambda: Proc("bare_tuned_idle", [exe, f"127.0.0.1:{fresh['bare_tuned']}", up_addr, "1", "0", "nosteal"]), fresh["bare_tuned"]),
+                ("gateway", lambda: start_gateway(d, "gw_idle", gateway_config(d, fresh["gw"], ports["up"], fresh["m1"]), ROOT), fresh["gw"]),
+                ("gateway 64K buf", lambda: start_gateway(d, "gw_64k_idle", gateway_config(d, fresh["gw_64k"], ports["up"], fresh["m2"], extra_server="  read_buffer_bytes: 65536\n"), ROOT), fresh["gw_64k"]),
+            ]
+            for name, start, port in candidates:
+                proc = start()
+                procs.append(proc)
+                wait_http(f"http://127.0.0.1:{port}/health")
                 before = rss_kb(proc.pid)
                 (rss, anon), failed = asyncio.run(asyncio.wait_for(hold_and_measure(port, args.idle, proc), 120))
                 idle[name] = {"rss_before_mb": before / 1024, "rss_mb": rss / 1024, "anon_mb": anon / 1024, "failed": failed}
-                print(f"  {name:<16}{rss / 1024:8.1f} MB  (anonymous {anon / 1024:.1f} MB; before: {before / 1024:.1f} MB; failed connections: {failed})")
+                print(f"  {name:<20}{rss / 1024:8.1f} MB  (anonymous {anon / 1024:.1f} MB; before: {before / 1024:.1f} MB; failed connections: {failed})")
+                proc.stop()
         if args.json:
             json.dump({"results": results, "ratios": ratios, "idle": idle}, open(args.json, "w"), indent=1)
     finally:

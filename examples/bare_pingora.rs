@@ -3,8 +3,11 @@
 //! version (same crates, same release profile).
 //!
 //! ```text
-//! cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS [READ_BUFFER_BYTES]
+//! cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS [READ_BUFFER_BYTES [nosteal]]
 //! ```
+//!
+//! `nosteal` turns Pingora's work-stealing scheduler off (`ServerConf::work_stealing`),
+//! as the gateway does by default: the benchmark's "tuned" bare row.
 
 use async_trait::async_trait;
 use pingora_core::listeners::ListenerConfig;
@@ -37,6 +40,7 @@ fn main() {
         threads,
         pid_file: format!("/tmp/bare-pingora-{}.pid", std::process::id()),
         upgrade_sock: format!("/tmp/bare-pingora-{}.sock", std::process::id()),
+        work_stealing: args.get(5).map(String::as_str) != Some("nosteal"),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(

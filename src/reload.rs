@@ -308,6 +308,7 @@ fn restart_required(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
         || o.reuse_port != n.reuse_port
         || o.read_buffer_bytes != n.read_buffer_bytes
         || o.keepalive_timeout_seconds != n.keepalive_timeout_seconds
+        || o.work_stealing != n.work_stealing
         || o.config_poll_interval_seconds != n.config_poll_interval_seconds
     {
         out.push("server (process settings)");

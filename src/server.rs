@@ -188,6 +188,7 @@ fn server_conf(c: &FileConfig) -> ServerConf {
     let s = &c.server;
     ServerConf {
         threads: s.worker_threads,
+        work_stealing: s.work_stealing,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
         grace_period_seconds: Some(s.grace_period_seconds),
