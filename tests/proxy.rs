@@ -601,18 +601,24 @@ async fn idle_keep_alive_connections_serve_again_and_close_after_the_timeout() {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let big = "x".repeat(3000); // beyond the first read of a parked connection
-        for (i, extra) in ["", &format!("X-Big: {big}\r\n")].iter().enumerate() {
-            // The second request arrives in pieces, after an idle pause.
+        let big_header = format!("X-Big: {big}\r\n");
+        // (extra header, bytes sent first, pause before the rest): at once;
+        // in pieces with a pause; a long request after an idle pause.
+        for (i, (extra, first, pause)) in [("", 3, 0), (&*big_header, 3, 50), (&*big_header, 0, 0)]
+            .into_iter()
+            .enumerate()
+        {
+            std::thread::sleep(Duration::from_millis(50));
             let req = format!("GET /test/{i} HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
-            let (head, tail) = req.split_at(3);
+            let (head, tail) = req.split_at(first);
             s.write_all(head.as_bytes()).unwrap();
-            std::thread::sleep(Duration::from_millis(50 * i as u64));
+            std::thread::sleep(Duration::from_millis(pause));
             s.write_all(tail.as_bytes()).unwrap();
             let (status, body) = read_response(&mut s);
             assert_eq!(status, 200, "{body}");
             let v: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["path"], format!("/test/{i}"));
-            if i == 1 {
+            if !extra.is_empty() {
                 assert_eq!(v["headers"]["x-big"], big.as_str());
             }
         }
