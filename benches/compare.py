@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: the gateway against nginx and a bare Pingora proxy.
 
-One command (installs nginx and wrk if missing, builds in release mode):
+One command (installs nginx and wrk if missing, builds with the production
+profile: fat LTO):
 
     python3 benches/compare.py                # 8 interleaved rounds of 3 s per row
     python3 benches/compare.py --rounds 10 --seconds 5 --idle 10000
@@ -290,7 +291,7 @@ def main():
         procs.append(bare)
         wait_http(f"http://127.0.0.1:{ports['bare']}/health")
         # The same Pingora tuning as the gateway's defaults: no work stealing,
-        # no per-connection read buffer.
+        # no per-connection read or write buffer.
         bare_tuned = Proc("bare_tuned", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare_tuned']}", f"127.0.0.1:{ports['up']}", "1", "0", "nosteal"])
         procs.append(bare_tuned)
         wait_http(f"http://127.0.0.1:{ports['bare_tuned']}/health")

@@ -6,8 +6,9 @@
 //! cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS [READ_BUFFER_BYTES [nosteal]]
 //! ```
 //!
-//! `nosteal` turns Pingora's work-stealing scheduler off (`ServerConf::work_stealing`),
-//! as the gateway does by default: the benchmark's "tuned" bare row.
+//! `nosteal` applies the gateway's defaults to Pingora's settings: no
+//! work-stealing scheduler (`ServerConf::work_stealing`) and no write buffer
+//! (the benchmark's "tuned" bare row, with READ_BUFFER_BYTES 0).
 
 use async_trait::async_trait;
 use pingora_core::listeners::ListenerConfig;
@@ -60,7 +61,11 @@ fn main() {
     );
     let mut listener = ListenerConfig::tcp(listen);
     if let Some(read) = args.get(4).and_then(|b| b.parse().ok()) {
-        listener = listener.l4_buffer(L4BufferSettings::default().read(read));
+        let mut buffers = L4BufferSettings::default().read(read);
+        if args.get(5).map(String::as_str) == Some("nosteal") {
+            buffers = buffers.write(0);
+        }
+        listener = listener.l4_buffer(buffers);
     }
     proxy.add_listener(listener);
     server.add_service(proxy);

@@ -309,6 +309,7 @@ fn restart_required(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
         || o.read_buffer_bytes != n.read_buffer_bytes
         || o.keepalive_timeout_seconds != n.keepalive_timeout_seconds
         || o.work_stealing != n.work_stealing
+        || o.write_buffer_bytes != n.write_buffer_bytes
         || o.config_poll_interval_seconds != n.config_poll_interval_seconds
     {
         out.push("server (process settings)");

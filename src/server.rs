@@ -95,7 +95,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     proxy.add_listener(
         ListenerConfig::tcp(config.server.bind_address.as_str())
             .tcp_socket_options(sock)
-            .l4_buffer(L4BufferSettings::new(config.server.read_buffer_bytes, 0)),
+            .l4_buffer(L4BufferSettings::new(
+                config.server.read_buffer_bytes,
+                config.server.write_buffer_bytes,
+            )),
     );
     server.add_service(proxy);
     server.add_service(background_service(

@@ -71,6 +71,7 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
         read_buffer_bytes: _,
         keepalive_timeout_seconds: _,
         work_stealing: _,
+        write_buffer_bytes: _,
         config_poll_interval_seconds: _,
     } = s;
     let proxy = listen_addr(bind_address, "/server/bind_address", r);
