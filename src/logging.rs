@@ -54,7 +54,6 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
         None => EnvFilter::new(cfg.level.as_str()),
     };
     let (filter, handle) = reload::Layer::new(filter);
-    TEXT_FORMAT.store(cfg.format == LogFormat::Text, Ordering::Relaxed);
     let result = match cfg.format {
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
@@ -71,6 +70,9 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
             .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init(),
     };
+    if result.is_ok() {
+        TEXT_FORMAT.store(cfg.format == LogFormat::Text, Ordering::Relaxed);
+    }
     LogHandle {
         handle: (result.is_ok() && from_env.is_none()).then_some(handle),
     }

@@ -555,33 +555,6 @@ async fn the_access_log_can_be_turned_off_while_errors_are_still_logged() {
     assert!(!log.contains("\"target\":\"access\""), "{log}");
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body from a raw stream.
-fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-                return (status, text[end + 4..end + 4 + len].to_string());
-            }
-        }
-        let n = s.read(&mut chunk).expect("response");
-        assert!(n > 0, "connection closed mid-response: {text}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_serve_again_and_close_after_the_timeout() {
     use std::io::{Read, Write};

@@ -417,3 +417,41 @@ async fn sighup_reloads_even_an_unchanged_file() {
         "still serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_as_soon_as_the_gateway_stops() {
+    use std::io::{Read, Write};
+    let up = Upstream::start("app").await;
+    // A long grace period: the process is still there when the connection must close.
+    let mut gw = Gateway::launch(&versioned(&up, "0"), &[], 10);
+    gw.wait_listening();
+    let port = gw.port;
+    let mut s = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let (status, body) = read_response(&mut s);
+        assert_eq!(status, 200, "{body}");
+        s
+    })
+    .await
+    .unwrap();
+    let stopped = Instant::now();
+    kill(gw.pid(), "TERM");
+    let got = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 64];
+        s.read(&mut buf).map_err(|e| e.kind())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, Ok(0), "closed without a response");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "closed after {:?}, not when the service stopped",
+        stopped.elapsed()
+    );
+    assert!(
+        gw.wait_exit(Duration::from_millis(1)).is_none(),
+        "the process is still in its grace period"
+    );
+}

@@ -423,3 +423,30 @@ pub fn raw_json(text: &str) -> serde_json::Value {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a raw stream.
+pub fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+                return (status, text[end + 4..end + 4 + len].to_string());
+            }
+        }
+        let n = s.read(&mut chunk).expect("response");
+        assert!(n > 0, "connection closed mid-response: {text}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
