@@ -46,7 +46,7 @@ def sh(*args, **kw):
 
 
 def ensure_tools():
-    missing = [p for p, cmd in (("nginx", "nginx"), ("wrk", "wrk"), ("cmake", "cmake")) if not shutil.which(cmd) and not os.path.exists("/usr/sbin/" + cmd)]
+    missing = [p for p, cmd in (("nginx", "nginx"), ("wrk", "wrk"), ("cmake", "cmake"), ("openssl", "openssl")) if not shutil.which(cmd) and not os.path.exists("/usr/sbin/" + cmd)]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         sh(*sudo, "apt-get", "update", "-qq")
