@@ -37,11 +37,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = (&args[1], &args[2]);
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let tuned = args.get(5).map(String::as_str) == Some("nosteal");
     let conf = ServerConf {
         threads,
         pid_file: format!("/tmp/bare-pingora-{}.pid", std::process::id()),
         upgrade_sock: format!("/tmp/bare-pingora-{}.sock", std::process::id()),
-        work_stealing: args.get(5).map(String::as_str) != Some("nosteal"),
+        work_stealing: !tuned,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(
@@ -62,7 +63,7 @@ fn main() {
     let mut listener = ListenerConfig::tcp(listen);
     if let Some(read) = args.get(4).and_then(|b| b.parse().ok()) {
         let mut buffers = L4BufferSettings::default().read(read);
-        if args.get(5).map(String::as_str) == Some("nosteal") {
+        if tuned {
             buffers = buffers.write(0);
         }
         listener = listener.l4_buffer(buffers);
