@@ -5,7 +5,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderName, HeaderValue};
-use pingora_gateway::proxy::{decorate_response, prepare_upstream_request};
+use pingora_gateway::forwarding::{Forwarding, KeepHeaders, prepare_upstream_request};
+use pingora_gateway::host::Host;
+use pingora_gateway::proxy::decorate_response;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::hint::black_box;
 
@@ -50,12 +52,22 @@ fn headers(c: &mut Criterion) {
     .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
     .collect();
     let (req, resp) = (request(), response());
+    let host = Host::parse("gateway.example").unwrap();
+    let forwarding = Forwarding {
+        peer: ip,
+        trusted: false,
+        host: Some(&host),
+        scheme: "http",
+        local_port: Some(8080),
+        request_id: &id,
+        keep: KeepHeaders::default(),
+    };
     // The clone of a parsed header is part of each iteration; measure it alone too.
     g.bench_function("clone_request_only", |b| b.iter(|| black_box(req.clone())));
     g.bench_function("upstream_request", |b| {
         b.iter(|| {
             let mut r = req.clone();
-            prepare_upstream_request(&mut r, ip, Some(8080), &id).unwrap();
+            prepare_upstream_request(&mut r, &forwarding).unwrap();
             black_box(r)
         })
     });

@@ -10,7 +10,9 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod forwarding;
 pub mod health;
+pub mod host;
 pub mod idle;
 pub mod logging;
 pub mod metrics;

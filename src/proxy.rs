@@ -6,6 +6,8 @@
 //! Errors the gateway produces itself are JSON and go through [`respond_error`].
 
 use crate::auth::{self, AuthError};
+use crate::forwarding::{Forwarding, prepare_upstream_request, set_host};
+use crate::host::Host;
 use crate::logging::AccessLine;
 use crate::routing::{Route, RouteTable, normalize_path, strip_prefix};
 use arc_swap::ArcSwap;
@@ -17,6 +19,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -59,6 +62,16 @@ pub struct Ctx {
     upstream_started: Option<Instant>,
     subject: Option<String>,
     client_id: Option<String>,
+    /// The validated request host (absolute-form target, else `Host`).
+    host: Option<Host>,
+    /// The client's address (see [`TrustedProxies::client_ip`]).
+    client_ip: Option<IpAddr>,
+    /// Whether the TCP peer is a trusted proxy.
+    peer_trusted: bool,
+    /// The verified identity, whose headers go upstream.
+    identity: Option<Arc<auth::Identity>>,
+    /// Request body bytes seen so far, against the route's limit.
+    body_bytes: u64,
 }
 
 impl Drop for Ctx {
@@ -91,6 +104,11 @@ impl ProxyHttp for Gateway {
             upstream_started: None,
             subject: None,
             client_id: None,
+            host: None,
+            client_ip: None,
+            peer_trusted: false,
+            identity: None,
+            body_bytes: 0,
         }
     }
 
@@ -102,6 +120,20 @@ impl ProxyHttp for Gateway {
             Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
             _ => self.ids.next(),
         };
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
+            let peer = peer.ip();
+            let trusted = &ctx.table.trusted_proxies;
+            ctx.peer_trusted = !trusted.is_empty() && trusted.contains(peer);
+            ctx.client_ip = Some(if ctx.peer_trusted {
+                trusted.client_ip(peer, session.req_header())
+            } else {
+                peer
+            });
+        }
+        if let Err(msg) = check_request(session, ctx) {
+            respond_error(session, ctx, StatusCode::BAD_REQUEST, msg, &[]).await?;
+            return Ok(true);
+        }
         {
             // Identity headers come from the gateway only, on every route.
             let req = session.req_header_mut();
@@ -134,10 +166,11 @@ impl ProxyHttp for Gateway {
             ctx.logged_path = Some(p.clone());
         }
         let table = ctx.table.clone();
-        let found = {
-            let req = session.req_header();
-            table.lookup(&path, request_host(req), &req.method)
-        };
+        let found = table.lookup(
+            &path,
+            ctx.host.as_ref().map(Host::name),
+            &session.req_header().method,
+        );
         let Some((route_idx, route)) = found else {
             respond_error(
                 session,
@@ -150,6 +183,20 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.route = Some(route_idx);
+
+        // A declared body over the limit is refused before anything is
+        // forwarded; a chunked one is counted in `request_body_filter`.
+        if declared_length(session.req_header()).is_some_and(|n| n > route.max_body_bytes) {
+            respond_error(
+                session,
+                ctx,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                BODY_TOO_LARGE,
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        }
 
         // Every request on a protected route, upgrades and streams included.
         if route.auth_required
@@ -165,7 +212,9 @@ impl ProxyHttp for Gateway {
         } else {
             &path
         };
-        if forwarded != raw_path {
+        // An absolute-form target goes upstream in origin form (its
+        // authority is the `Host` now).
+        if forwarded != raw_path || uri.authority().is_some() {
             let query = uri.query();
             let mut pq = String::with_capacity(forwarded.len() + query.map_or(0, |q| q.len() + 1));
             pq.push_str(forwarded);
@@ -263,7 +312,7 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let client_ip = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
@@ -271,7 +320,47 @@ impl ProxyHttp for Gateway {
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
-        prepare_upstream_request(req, client_ip, local_port, &ctx.request_id)
+        let keep = ctx.route().map(|r| r.keep_headers).unwrap_or_default();
+        prepare_upstream_request(
+            req,
+            &Forwarding {
+                peer,
+                trusted: ctx.peer_trusted,
+                host: ctx.host.as_ref(),
+                scheme: "http",
+                local_port,
+                request_id: &ctx.request_id,
+                keep,
+            },
+        )?;
+        // Set after Pingora removed what the client's `Connection` header
+        // named, so a client cannot make them disappear.
+        if let Some(id) = &ctx.identity {
+            for (name, value) in &id.headers {
+                req.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(b), Some(route)) = (body.as_ref(), ctx.route()) {
+            let limit = route.max_body_bytes;
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > limit {
+                // The upstream never sees the body complete: the request
+                // is abandoned mid-body and the client gets 413 if nothing
+                // was answered yet.
+                return Err(Error::explain(ErrorType::HTTPStatus(413), BODY_TOO_LARGE));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -291,7 +380,7 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -301,7 +390,7 @@ impl ProxyHttp for Gateway {
             && let Some(new) = rewrite_location(
                 loc.as_bytes(),
                 server,
-                request_host_raw(session.req_header()),
+                ctx.host.as_ref().map(Host::as_str),
             )
         {
             resp.insert_header(header::LOCATION, new)?;
@@ -407,12 +496,9 @@ async fn authenticate(
     if !id.has_scopes(&route.required_scopes) {
         return Err(AuthError::Scope);
     }
-    let req = session.req_header_mut();
-    for (name, value) in &id.headers {
-        let _ = req.insert_header(name.clone(), value.clone());
-    }
+    ctx.identity = Some(id);
     if !auth.forward_authorization {
-        req.remove_header(&header::AUTHORIZATION);
+        session.req_header_mut().remove_header(&header::AUTHORIZATION);
     }
     Ok(())
 }
@@ -442,10 +528,12 @@ async fn reject(
         && !matches!(e, AuthError::Scope | AuthError::Unavailable)
         && is_navigation(session.req_header())
     {
+        // Only the validated host: a `Host` is the client's word, and the
+        // login page sends the browser back to `return_to`.
         let req = session.req_header();
         let original = format!(
             "http://{}{}",
-            request_host_raw(req).unwrap_or("localhost"),
+            ctx.host.as_ref().map_or("localhost", Host::as_str),
             req.uri.path_and_query().map_or("/", |p| p.as_str())
         );
         let mut resp = ResponseHeader::build(StatusCode::FOUND, Some(5))?;
@@ -532,6 +620,7 @@ fn error_status(e: &Error) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "no healthy server available",
         ),
+        HTTPStatus(413) => (StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE),
         HTTPStatus(code) => (
             StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY),
             "request failed",
@@ -567,61 +656,6 @@ fn add_gateway_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     decorate_response(resp, &ctx.request_id, &ctx.table.response_headers)
 }
 
-/// The request as the upstream gets it: `X-Forwarded-For` (the client's
-/// address appended), `-Proto`, `-Host`, `-Port` (the port the client
-/// connected to, never one the client claims: Next.js builds absolute URLs
-/// from it), `X-Request-Id`; client-supplied `Forwarded`, `X-Real-IP` and
-/// header names with `_` are dropped.
-pub fn prepare_upstream_request(
-    req: &mut RequestHeader,
-    client_ip: Option<std::net::IpAddr>,
-    local_port: Option<u16>,
-    request_id: &HeaderValue,
-) -> Result<()> {
-    if let Some(ip) = client_ip {
-        use std::fmt::Write;
-        let mut xff = String::with_capacity(64);
-        if let Some(prev) = req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            && !prev.trim().is_empty()
-        {
-            xff.push_str(prev);
-            xff.push_str(", ");
-        }
-        let _ = write!(xff, "{ip}");
-        req.insert_header("x-forwarded-for", xff)?;
-    }
-    req.insert_header("x-forwarded-proto", "http")?;
-    if let Some(host) = req.headers.get(header::HOST).cloned() {
-        req.insert_header("x-forwarded-host", host)?;
-    }
-    match local_port {
-        Some(port) => req.insert_header("x-forwarded-port", port)?,
-        None => drop(req.remove_header("x-forwarded-port")),
-    }
-    // Other client-supplied hop claims are not forwarded.
-    req.remove_header("forwarded");
-    req.remove_header("x-real-ip");
-    // Names with `_` are dropped (nginx's `underscores_in_headers off`):
-    // many app servers fold `X_User_Id` into `X-User-Id`, which would
-    // bypass the stripping of identity headers.
-    if req.headers.keys().any(|k| k.as_str().contains('_')) {
-        let names: Vec<_> = req
-            .headers
-            .keys()
-            .filter(|k| k.as_str().contains('_'))
-            .cloned()
-            .collect();
-        for n in names {
-            req.remove_header(&n);
-        }
-    }
-    req.insert_header("x-request-id", request_id.clone())?;
-    Ok(())
-}
-
 /// The gateway's response headers: `X-Request-Id` and the configured
 /// `response_headers` (security headers by default), never over a header
 /// the upstream set.
@@ -639,21 +673,59 @@ pub fn decorate_response(
     Ok(())
 }
 
-/// The request's host without port (`Host` header, else the URI authority).
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    let raw = request_host_raw(req)?;
-    Some(match raw.rfind(':') {
-        Some(i) if !raw.ends_with(']') => &raw[..i],
-        _ => raw,
-    })
+/// The message of a 413.
+const BODY_TOO_LARGE: &str = "request body too large";
+
+/// Request-line and header rules checked before routing; the message is
+/// the 400's. Sets `ctx.host` and the forwarded `Host`.
+fn check_request(session: &mut Session, ctx: &mut Ctx) -> std::result::Result<(), &'static str> {
+    let req = session.req_header();
+    // Methods are case-sensitive (RFC 9110 §9.1) but many frameworks
+    // upper-case them: `post` must not slip past a route narrowed to `POST`.
+    if req.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err("method must be upper case");
+    }
+    // Two credentials: which one an upstream reads is anybody's guess.
+    if req.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err("more than one Authorization header");
+    }
+    // RFC 9112 §3.2.2: an absolute-form target's authority replaces `Host`.
+    let host = match req.uri.authority() {
+        Some(a) => Some(Host::parse(a.as_str()).map_err(|_| "invalid host in request target")?),
+        None => {
+            let mut hosts = req.headers.get_all(header::HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (Some(_), Some(_)) => return Err("more than one Host header"),
+                (Some(h), None) => Some(
+                    h.to_str()
+                        .ok()
+                        .and_then(|h| Host::parse(h).ok())
+                        .ok_or("invalid Host header")?,
+                ),
+                (None, _) if req.version == http::Version::HTTP_11 => {
+                    return Err("missing Host header");
+                }
+                (None, _) => None,
+            }
+        }
+    };
+    if let Some(h) = &host {
+        set_host(session.req_header_mut(), h).map_err(|_| "invalid Host header")?;
+    }
+    ctx.host = host;
+    Ok(())
 }
 
-/// The request's host as sent, with port if any.
-fn request_host_raw(req: &RequestHeader) -> Option<&str> {
+/// The request's `Content-Length`, when it has one that parses (Pingora
+/// refuses conflicting or malformed ones before this point).
+fn declared_length(req: &RequestHeader) -> Option<u64> {
     req.headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Rewrites a `Location` pointing at the upstream server itself (as Next.js

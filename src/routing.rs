@@ -7,6 +7,7 @@
 //! returns the index of the most specific matching route without allocating.
 
 use crate::auth::Authenticator;
+use crate::forwarding::{KeepHeaders, TrustedProxies};
 use crate::health::Checker;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{Timeouts, UpstreamPool};
@@ -30,18 +31,25 @@ pub enum PathError {
     BadPercent,
     #[error("path climbs above the root")]
     AboveRoot,
+    /// `;` (or `%3B`): servlet containers and other frameworks strip
+    /// "path parameters", so `/x/..;/admin` or `/admin;x/secret` would reach
+    /// a resource other than the one routed and authorized.
+    #[error("path parameters (';') are not accepted")]
+    Parameters,
 }
 
 /// Normalizes a request path (without query): decodes percent-encoded
 /// unreserved characters, resolves `.` and `..`, collapses `//`. Refuses
-/// encoded `/` or `\`, raw `\`, NUL, and paths that climb above `/`.
+/// encoded `/` or `\`, raw `\`, NUL, `;` (raw or encoded), and paths that
+/// climb above `/`. The result never contains `..`, `//` or an encoded
+/// separator, and normalizing it again changes nothing.
 /// Returns the input unchanged (borrowed) in the common case.
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    let needs_work = bytes.iter().any(|&b| matches!(b, b'%' | b'\\' | 0))
+    let needs_work = bytes.iter().any(|&b| matches!(b, b'%' | b'\\' | 0 | b';'))
         || path.contains("//")
         || path.contains("/.");
     if !needs_work {
@@ -83,6 +91,7 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {
         match bytes[i] {
             0 => return Err(PathError::Nul),
             b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Parameters),
             b'%' => {
                 let hex = |b: u8| (b as char).to_digit(16);
                 let (Some(h), Some(l)) = (
@@ -95,6 +104,7 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {
                 match c {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0 => return Err(PathError::Nul),
+                    b';' => return Err(PathError::Parameters),
                     c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
                         out.push(c)
                     }
@@ -187,6 +197,9 @@ struct Node {
     children: HashMap<Box<str>, Node>,
     /// Routes whose pattern ends exactly here (no wildcard), narrowest first.
     exact: Vec<(u32, Narrowing)>,
+    /// Routes whose pattern is this node followed by `/` (`/admin/`),
+    /// narrowest first: `/admin/` and `/admin` are different routes.
+    exact_slash: Vec<(u32, Narrowing)>,
     /// Routes whose pattern is this node followed by `/*`, narrowest first.
     wildcard: Vec<(u32, Narrowing)>,
 }
@@ -207,6 +220,8 @@ impl Router {
         }
         let list = if pattern.wildcard {
             &mut node.wildcard
+        } else if pattern.prefix.ends_with('/') {
+            &mut node.exact_slash
         } else {
             &mut node.exact
         };
@@ -226,11 +241,13 @@ impl Router {
         let mut node = &self.root;
         let mut best = pick(&node.wildcard);
         let mut complete = true;
+        let mut slash = false;
         let mut segs = path.split('/').skip(1).peekable();
         while let Some(seg) = segs.next() {
             if seg.is_empty() && segs.peek().is_none() {
-                // Trailing slash: `/p/` is matched by `/p/*` but not by exact `/p`.
-                complete = false;
+                // Trailing slash: `/p/` is matched by exact `/p/` and by
+                // `/p/*`, not by exact `/p`.
+                slash = true;
                 break;
             }
             match node.children.get(seg) {
@@ -246,7 +263,12 @@ impl Router {
                 }
             }
         }
-        if complete && let Some(i) = pick(&node.exact) {
+        let exact = if slash {
+            &node.exact_slash
+        } else {
+            &node.exact
+        };
+        if complete && let Some(i) = pick(exact) {
             return Some(i);
         }
         best
@@ -279,6 +301,10 @@ pub struct Route {
     /// Upstream timeouts with this route's overrides applied.
     pub timeouts: Timeouts,
     pub required_scopes: Box<[Box<str>]>,
+    /// Largest request body (the route's or `server.max_body_bytes`).
+    pub max_body_bytes: u64,
+    /// Override headers this route's upstream receives.
+    pub keep_headers: KeepHeaders,
     /// Metric handles labelled with this route's pattern and upstream.
     pub metrics: RouteMetrics,
 }
@@ -294,6 +320,8 @@ pub struct RouteTable {
     pub access_log: bool,
     /// Added to responses unless the upstream set them.
     pub response_headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: TrustedProxies,
     pub auth: Option<Authenticator>,
     /// The process-wide health checker (passive failure reports).
     pub health: Checker,

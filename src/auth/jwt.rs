@@ -96,7 +96,16 @@ impl JwtVerifier {
                 .collect();
             v.leeway = leeway;
             v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp"]);
+            // A configured issuer or audience makes the claim required: a
+            // token without `iss` (or `aud`) must not pass a check it skipped.
+            let mut required = vec!["exp"];
+            if issuer.is_some() {
+                required.push("iss");
+            }
+            if audience.is_some() {
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             match audience {
                 Some(aud) => v.set_audience(aud),
                 None => v.validate_aud = false,
@@ -124,6 +133,11 @@ impl JwtVerifier {
     /// the token names a key that is not known yet.
     pub async fn verify(&self, token: &str, header: &Header) -> Result<Verified, AuthError> {
         check_typ(header.typ.as_deref())?;
+        // RFC 7515 §4.1.11: a recipient that does not understand a listed
+        // critical extension must reject; the gateway understands none.
+        if header.crit.is_some() {
+            return Err(AuthError::Malformed);
+        }
         let alg = header.alg;
         if let Some(allowed) = &self.allowed
             && !allowed.contains(&alg)
@@ -188,6 +202,11 @@ impl JwtVerifier {
         let c = decode::<Claims>(token, key, rules)
             .map_err(map_jwt_error)?
             .claims;
+        // `iss` is a single string (RFC 7519 §4.1.1); an array could name
+        // the expected issuer beside any other.
+        if c.extra.get("iss").is_some_and(|v| !v.is_string()) {
+            return Err(AuthError::Claims);
+        }
         // `iat` in the future (beyond the leeway) is as suspect as `nbf`.
         if let Some(iat) = c.iat
             && iat > jsonwebtoken::get_current_timestamp() + self.leeway

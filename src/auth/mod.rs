@@ -356,12 +356,12 @@ impl Authenticator {
                     None
                 };
                 let until = deadline(v.claims.exp, ttl);
-                Ok((Arc::new(self.identity(&v.claims)), until, v.key_epoch))
+                Ok((Arc::new(self.identity(&v.claims)?), until, v.key_epoch))
             }
             Err(_) if self.mode != IntrospectionMode::Off => {
                 let claims = self.introspect(token).await?;
                 let until = deadline(claims.exp, Some(self.introspection_ttl));
-                Ok((Arc::new(self.identity(&claims)), until, None))
+                Ok((Arc::new(self.identity(&claims)?), until, None))
             }
             Err(_) => Err(AuthError::Malformed),
         }
@@ -372,29 +372,31 @@ impl Authenticator {
         i.introspect(token).await?.ok_or(AuthError::Inactive)
     }
 
-    fn identity(&self, c: &Claims) -> Identity {
+    /// The identity passed upstream. A configured claim that is present
+    /// but cannot be a header value (a newline, an object) refuses the
+    /// token: the upstream must not see the header silently missing.
+    fn identity(&self, c: &Claims) -> Result<Identity, AuthError> {
         let scopes = c.scopes();
         let client_id = c.client_id.clone().or_else(|| c.azp.clone());
-        let headers = self
-            .claim_headers
-            .iter()
-            .filter_map(|(src, name)| {
-                let text = match src {
-                    ClaimSource::Subject => c.sub.clone(),
-                    ClaimSource::Scopes => (!scopes.is_empty()).then(|| scopes.join(" ")),
-                    ClaimSource::ClientId => client_id.clone(),
-                    ClaimSource::Other(n) => claim_text(c, n),
-                }?;
-                // A value that is not a valid header (e.g. a newline) is dropped.
-                Some((name.clone(), HeaderValue::from_str(&text).ok()?))
-            })
-            .collect();
-        Identity {
+        let mut headers = Vec::with_capacity(self.claim_headers.len());
+        for (src, name) in &self.claim_headers {
+            let text = match src {
+                ClaimSource::Subject => c.sub.clone(),
+                ClaimSource::Scopes => (!scopes.is_empty()).then(|| scopes.join(" ")),
+                ClaimSource::ClientId => client_id.clone(),
+                ClaimSource::Other(n) => claim_text(c, n)?,
+            };
+            if let Some(text) = text {
+                let value = HeaderValue::from_str(&text).map_err(|_| AuthError::Claims)?;
+                headers.push((name.clone(), value));
+            }
+        }
+        Ok(Identity {
             subject: c.sub.clone(),
             client_id,
             scopes,
             headers,
-        }
+        })
     }
 
     /// The `WWW-Authenticate` challenge for a refusal (RFC 6750 §3).
@@ -418,29 +420,30 @@ impl Authenticator {
 }
 
 /// The text of claim `name` for a header: strings as they are, numbers and
-/// booleans printed, arrays of strings space-separated.
-fn claim_text(c: &Claims, name: &str) -> Option<String> {
+/// booleans printed, arrays of strings space-separated. `Ok(None)`: the
+/// claim is absent; an error: it is there but has no text form.
+fn claim_text(c: &Claims, name: &str) -> Result<Option<String>, AuthError> {
     use serde_json::Value;
     let v = match name {
-        "azp" => return c.azp.clone(),
-        "scope" => return c.scope.clone(),
-        "exp" => return c.exp.map(|n| n.to_string()),
-        "iat" => return c.iat.map(|n| n.to_string()),
-        "scp" => c.scp.as_ref()?,
-        n => c.extra.get(n)?,
+        "azp" => return Ok(c.azp.clone()),
+        "scope" => return Ok(c.scope.clone()),
+        "exp" => return Ok(c.exp.map(|n| n.to_string())),
+        "iat" => return Ok(c.iat.map(|n| n.to_string())),
+        "scp" => c.scp.as_ref(),
+        n => c.extra.get(n),
     };
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        _ => None,
-    }
+    let Some(v) = v else { return Ok(None) };
+    Ok(Some(match v {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(a) => {
+            let words: Option<Vec<&str>> = a.iter().map(|x| x.as_str()).collect();
+            words.ok_or(AuthError::Claims)?.join(" ")
+        }
+        Value::Object(_) => return Err(AuthError::Claims),
+    }))
 }
 
 /// When a result stops being reused: at `exp`, or after `ttl` if sooner.

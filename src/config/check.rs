@@ -8,6 +8,8 @@ use super::model::{
 };
 use super::{Reporter, did_you_mean};
 use crate::auth::fetch_url;
+use crate::forwarding::{KeepHeaders, TrustedProxies};
+use crate::host::Host;
 use crate::routing::Pattern;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
         auth,
         r,
     );
+    warn_public_method_twins(routes, r);
     check_health(health_check, r);
     check_auth(auth, r);
     let LoggingConfig {
@@ -68,6 +71,8 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
         grace_period_seconds: _,
         graceful_shutdown_timeout_seconds: _,
         reuse_port: _,
+        trusted_proxies,
+        max_body_bytes: _,
         read_buffer_bytes: _,
         keepalive_timeout_seconds: _,
         work_stealing: _,
@@ -75,6 +80,11 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
         config_poll_interval_seconds: _,
     } = s;
     let proxy = listen_addr(bind_address, "/server/bind_address", r);
+    for (i, p) in trusted_proxies.iter().enumerate() {
+        if let Err(msg) = TrustedProxies::parse(std::slice::from_ref(p)) {
+            r.error(&format!("/server/trusted_proxies/{i}"), msg);
+        }
+    }
     if pid_file.is_empty() {
         r.error("/server/pid_file", "must not be empty");
     }
@@ -191,7 +201,14 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
             read_timeout_seconds: _,
             write_timeout_seconds: _,
             required_scopes,
+            max_body_bytes: _,
+            keep_request_headers,
         } = route;
+        for (j, h) in keep_request_headers.iter().enumerate() {
+            if let Err(msg) = KeepHeaders::parse(std::slice::from_ref(h)) {
+                r.error(&format!("{base}/keep_request_headers/{j}"), msg);
+            }
+        }
         if let Err(msg) = Pattern::parse(path) {
             r.error(&format!("{base}/path"), msg);
         }
@@ -205,14 +222,16 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
                 format!("unknown upstream \"{upstream}\"{hint}"),
             );
         }
-        if let Some(h) = host
-            && (h.is_empty() || h.contains(['/', ':', ' ']))
-        {
-            r.error(
-                &format!("{base}/host"),
-                format!("\"{h}\" is not a host name (no scheme, port or path)"),
-            );
-        }
+        let host_key = host.as_ref().map(|h| match Host::parse(h) {
+            Ok(parsed) if parsed.port().is_none() => parsed.name().to_string(),
+            _ => {
+                r.error(
+                    &format!("{base}/host"),
+                    format!("\"{h}\" is not a host name (no scheme, port or path)"),
+                );
+                h.to_ascii_lowercase()
+            }
+        });
         let mut method_key = None;
         if let Some(ms) = methods {
             if ms.is_empty() {
@@ -234,11 +253,7 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
             sorted.dedup();
             method_key = Some(sorted);
         }
-        let key = (
-            path.clone(),
-            host.as_ref().map(|h| h.to_ascii_lowercase()),
-            method_key,
-        );
+        let key = (path.clone(), host_key, method_key);
         if let Some(first) = seen.get(&key) {
             r.error(
                 &format!("{base}/path"),
@@ -266,6 +281,40 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
                 &format!("{base}/required_scopes"),
                 "required_scopes needs auth_required: true",
             );
+        }
+    }
+}
+
+/// A protected route narrowed to some methods beside a public route for
+/// the same path and host answers every other method without a token.
+fn warn_public_method_twins(routes: &[RouteConfig], r: &mut Reporter) {
+    let host_of = |rt: &RouteConfig| {
+        rt.host
+            .as_ref()
+            .map(|h| Host::parse(h).map_or_else(|_| h.to_ascii_lowercase(), |h| h.name().into()))
+    };
+    for (i, protected) in routes.iter().enumerate() {
+        let Some(methods) = protected.methods.as_ref().filter(|_| protected.auth_required) else {
+            continue;
+        };
+        for (j, public) in routes.iter().enumerate() {
+            let other_methods = match &public.methods {
+                None => true,
+                Some(ms) => ms.iter().any(|m| !methods.contains(m)),
+            };
+            if !public.auth_required
+                && public.path == protected.path
+                && host_of(public) == host_of(protected)
+                && other_methods
+            {
+                r.warning(
+                    &format!("/routes/{i}/methods"),
+                    format!(
+                        "this route is protected only for {}; routes[{j}] (public, same path) answers the other methods without a token — narrow the public route or protect it",
+                        methods.join(", ")
+                    ),
+                );
+            }
         }
     }
 }

@@ -11,7 +11,9 @@ use super::model::{
 };
 use super::{ConfigErrors, Diagnostic, Loaded, load_file};
 use crate::auth::{Authenticator, JwksRegistry};
+use crate::forwarding::{KeepHeaders, TrustedProxies};
 use crate::health::{Checker, Spec};
+use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
@@ -158,10 +160,14 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             read_timeout_seconds,
             write_timeout_seconds,
             required_scopes,
+            max_body_bytes,
+            keep_request_headers,
         } = r;
         let pattern = Pattern::parse(path).expect("checked");
         let narrowing = Narrowing {
-            host: host.as_ref().map(|h| h.to_ascii_lowercase().into()),
+            host: host
+                .as_ref()
+                .map(|h| Host::parse(h).map_or_else(|_| h.to_ascii_lowercase(), |h| h.name().into()).into()),
             methods: methods.as_ref().map(|ms| {
                 ms.iter()
                     .map(|m| Method::from_bytes(m.as_bytes()).expect("checked"))
@@ -185,6 +191,8 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             strip_prefix: *strip_prefix,
             timeouts,
             required_scopes: required_scopes.iter().map(|s| s.as_str().into()).collect(),
+            max_body_bytes: max_body_bytes.unwrap_or(config.server.max_body_bytes),
+            keep_headers: KeepHeaders::parse(keep_request_headers).unwrap_or_default(),
             metrics: ctx.metrics.route(path, upstream),
         });
     }
@@ -215,6 +223,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         routes: routes.into(),
         upstreams,
         response_headers,
+        trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
         access_log: config.logging.access_log,
         auth,
         health: ctx.checker.clone(),

@@ -72,6 +72,22 @@ pub struct ServerConfig {
     /// races). Default: false: a second gateway on the same port fails to start.
     #[serde(default)]
     pub reuse_port: bool,
+    /// Addresses (CIDR, e.g. `10.0.0.0/8`, or single IPs) of proxies and load
+    /// balancers in front of the gateway whose `X-Forwarded-*` headers are
+    /// believed. From any other peer those headers are replaced, and
+    /// `True-Client-IP`, `X-Client-IP`, `Client-IP`, `X-Real-IP` and
+    /// `Forwarded` are removed. The client address (access log, rate limits)
+    /// is the right-most `X-Forwarded-For` hop that is not trusted.
+    /// Default: none. Applies on reload.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body, in bytes, for routes without their own
+    /// `max_body_bytes`: a larger `Content-Length` gets 413 before anything
+    /// is forwarded; a chunked body that grows past it is cut off and never
+    /// completes upstream. Default: 10485760 (10 MiB). Applies on reload.
+    #[serde(default = "default_max_body")]
+    #[schemars(range(min = 0, max = 1_099_511_627_776u64))]
+    pub max_body_bytes: u64,
     /// Bytes of read buffer each client connection keeps for its whole
     /// life (Pingora's default is 64 KiB, whether busy or idle). 0 (the
     /// default) reads straight into each request's own buffers: request
@@ -176,6 +192,17 @@ pub struct RouteConfig {
     /// Scopes the token must all carry (from `scope` or `scp`). Default: none.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Largest request body for this route, in bytes (overrides
+    /// `server.max_body_bytes`).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1_099_511_627_776u64))]
+    pub max_body_bytes: Option<u64>,
+    /// Request headers the gateway removes by default that this route's
+    /// upstream needs: `X-HTTP-Method-Override`, `X-HTTP-Method`,
+    /// `X-Method-Override`, `X-Original-URL`, `X-Rewrite-URL`. Default: none
+    /// (a method override could turn a GET the route admits into a DELETE).
+    #[serde(default)]
+    pub keep_request_headers: Vec<String>,
 }
 
 /// Active HTTP health checks.
@@ -471,6 +498,8 @@ impl Default for ServerConfig {
             grace_period_seconds: default_grace_period(),
             graceful_shutdown_timeout_seconds: default_shutdown_timeout(),
             reuse_port: false,
+            trusted_proxies: Vec::new(),
+            max_body_bytes: default_max_body(),
             read_buffer_bytes: default_read_buffer(),
             keepalive_timeout_seconds: default_keepalive_timeout(),
             work_stealing: false,
@@ -572,6 +601,9 @@ fn default_grace_period() -> u64 {
 }
 fn default_shutdown_timeout() -> u64 {
     5
+}
+fn default_max_body() -> u64 {
+    10 * 1024 * 1024
 }
 fn default_read_buffer() -> usize {
     0
