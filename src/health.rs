@@ -46,7 +46,7 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(upstream: &str, server: &str, c: &HealthCheckConfig) -> Spec {
-        let timeout = Duration::from_secs_f64(c.timeout_seconds);
+        let timeout = crate::config::seconds(c.timeout_seconds);
         let mut probe = HttpHealthCheck::new(server, c.use_https);
         let method = match c.method {
             HealthCheckMethod::Get => "GET",
@@ -75,7 +75,7 @@ impl Spec {
             upstream: upstream.into(),
             server: server.into(),
             enabled: c.enabled,
-            interval: Duration::from_secs_f64(c.interval_seconds),
+            interval: crate::config::seconds(c.interval_seconds),
             timeout,
             healthy_threshold: c.healthy_threshold,
             unhealthy_threshold: c.unhealthy_threshold,

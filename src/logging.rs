@@ -180,6 +180,8 @@ impl pingora_core::services::background::BackgroundService for FlusherService {
 /// One access-log line: what the proxy knows when a request ends.
 pub struct AccessLine<'a> {
     pub method: &'a str,
+    /// The client's address (through trusted proxies, see `server.trusted_proxies`).
+    pub client_ip: Option<std::net::IpAddr>,
     pub path: &'a str,
     pub route: &'a str,
     pub upstream: &'a str,
@@ -221,6 +223,10 @@ impl AccessLine<'_> {
         if text {
             write_timestamp(out, now);
             let _ = write!(out, "  INFO access: method={}", self.method);
+            match self.client_ip {
+                Some(ip) => _ = write!(out, " client_ip={ip}"),
+                None => out.extend_from_slice(b" client_ip=\"\""),
+            }
             for (k, v) in strings {
                 let _ = write!(out, " {k}={v:?}");
             }
@@ -234,6 +240,10 @@ impl AccessLine<'_> {
             write_timestamp(out, now);
             out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
             json_str(out, self.method);
+            match self.client_ip {
+                Some(ip) => _ = write!(out, ",\"client_ip\":\"{ip}\""),
+                None => out.extend_from_slice(b",\"client_ip\":\"\""),
+            }
             for (k, v) in strings {
                 let _ = write!(out, ",\"{k}\":");
                 json_str(out, v);
@@ -326,6 +336,7 @@ mod tests {
     fn line() -> AccessLine<'static> {
         AccessLine {
             method: "GET",
+            client_ip: None,
             path: "/a \"b\"\n",
             route: "/a/*",
             upstream: "app",
@@ -373,7 +384,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "2026-11-26T08:00:00.000005Z  INFO access: method=GET path=\"/a \\\"b\\\"\\n\" route=\"/a/*\" \
+            "2026-11-26T08:00:00.000005Z  INFO access: method=GET client_ip=\"\" path=\"/a \\\"b\\\"\\n\" route=\"/a/*\" \
              upstream=\"app\" server=\"127.0.0.1:8080\" status=200 duration_ms=24.315 bytes=6 \
              request_id=\"abc\" user=\"\" error=\"\"\n"
         );

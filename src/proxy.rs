@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode, header};
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::authority::raw_target_authority;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
@@ -214,7 +215,7 @@ impl ProxyHttp for Gateway {
         };
         // An absolute-form target goes upstream in origin form (its
         // authority is the `Host` now).
-        if forwarded != raw_path || uri.authority().is_some() {
+        if forwarded != raw_path || session.req_header().raw_path().first() != Some(&b'/') {
             let query = uri.query();
             let mut pq = String::with_capacity(forwarded.len() + query.map_or(0, |q| q.len() + 1));
             pq.push_str(forwarded);
@@ -387,11 +388,8 @@ impl ProxyHttp for Gateway {
         add_gateway_headers(resp, ctx)?;
         if resp.status.is_redirection()
             && let (Some(server), Some(loc)) = (&ctx.server, resp.headers.get(header::LOCATION))
-            && let Some(new) = rewrite_location(
-                loc.as_bytes(),
-                server,
-                ctx.host.as_ref().map(Host::as_str),
-            )
+            && let Some(new) =
+                rewrite_location(loc.as_bytes(), server, ctx.host.as_ref().map(Host::as_str))
         {
             resp.insert_header(header::LOCATION, new)?;
         }
@@ -464,6 +462,7 @@ impl ProxyHttp for Gateway {
         };
         AccessLine {
             method: req.method.as_str(),
+            client_ip: ctx.client_ip,
             path,
             route: route.map_or("", |r| &r.pattern),
             upstream: route.map_or("", |r| &r.upstream.name),
@@ -498,7 +497,9 @@ async fn authenticate(
     }
     ctx.identity = Some(id);
     if !auth.forward_authorization {
-        session.req_header_mut().remove_header(&header::AUTHORIZATION);
+        session
+            .req_header_mut()
+            .remove_header(&header::AUTHORIZATION);
     }
     Ok(())
 }
@@ -686,12 +687,24 @@ fn check_request(session: &mut Session, ctx: &mut Ctx) -> std::result::Result<()
         return Err("method must be upper case");
     }
     // Two credentials: which one an upstream reads is anybody's guess.
-    if req.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+    if req
+        .headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
         return Err("more than one Authorization header");
     }
-    // RFC 9112 §3.2.2: an absolute-form target's authority replaces `Host`.
-    let host = match req.uri.authority() {
-        Some(a) => Some(Host::parse(a.as_str()).map_err(|_| "invalid host in request target")?),
+    // RFC 9112 §3.2.2: an absolute-form target's authority is the host
+    // (Pingora keeps it off the `Uri` and refuses a `Host` that differs).
+    let host = match raw_target_authority(req.raw_path()).authority() {
+        Some(a) => Some(
+            std::str::from_utf8(a)
+                .ok()
+                .and_then(|a| Host::parse(a).ok())
+                .ok_or("invalid host in request target")?,
+        ),
         None => {
             let mut hosts = req.headers.get_all(header::HOST).iter();
             match (hosts.next(), hosts.next()) {

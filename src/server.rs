@@ -141,7 +141,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         "config reload",
         ReloadService {
             reloader,
-            poll: Duration::from_secs_f64(config.server.config_poll_interval_seconds),
+            poll: crate::config::seconds(config.server.config_poll_interval_seconds),
         },
     ));
 

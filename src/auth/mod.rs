@@ -213,7 +213,7 @@ impl Authenticator {
             forward_authorization,
             realm,
         } = c;
-        let timeout = Duration::from_secs_f64(*fetch_timeout_seconds);
+        let timeout = crate::config::seconds(*fetch_timeout_seconds);
         let location = match (jwks_url, oauth_service_url) {
             (Some(u), _) => Some(JwksLocation::Url(u.clone())),
             (None, Some(base)) => Some(JwksLocation::Discover(base.clone())),
@@ -223,8 +223,8 @@ impl Authenticator {
             registry.source(
                 l,
                 JwksSettings {
-                    refresh: Duration::from_secs_f64(*jwks_refresh_seconds),
-                    min_refetch: Duration::from_secs_f64(*jwks_min_refetch_seconds),
+                    refresh: crate::config::seconds(*jwks_refresh_seconds),
+                    min_refetch: crate::config::seconds(*jwks_min_refetch_seconds),
                     timeout,
                 },
             )
@@ -280,7 +280,7 @@ impl Authenticator {
             jwt,
             introspector,
             mode: *mode,
-            introspection_ttl: Duration::from_secs_f64(*cache_ttl_seconds),
+            introspection_ttl: crate::config::seconds(*cache_ttl_seconds),
             cache: TokenCache::new(*cache_max_entries),
             claim_headers,
             strip: strip.into(),

@@ -294,7 +294,11 @@ fn warn_public_method_twins(routes: &[RouteConfig], r: &mut Reporter) {
             .map(|h| Host::parse(h).map_or_else(|_| h.to_ascii_lowercase(), |h| h.name().into()))
     };
     for (i, protected) in routes.iter().enumerate() {
-        let Some(methods) = protected.methods.as_ref().filter(|_| protected.auth_required) else {
+        let Some(methods) = protected
+            .methods
+            .as_ref()
+            .filter(|_| protected.auth_required)
+        else {
             continue;
         };
         for (j, public) in routes.iter().enumerate() {

@@ -165,9 +165,11 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         } = r;
         let pattern = Pattern::parse(path).expect("checked");
         let narrowing = Narrowing {
-            host: host
-                .as_ref()
-                .map(|h| Host::parse(h).map_or_else(|_| h.to_ascii_lowercase(), |h| h.name().into()).into()),
+            host: host.as_ref().map(|h| {
+                Host::parse(h)
+                    .map_or_else(|_| h.to_ascii_lowercase(), |h| h.name().into())
+                    .into()
+            }),
             methods: methods.as_ref().map(|ms| {
                 ms.iter()
                     .map(|m| Method::from_bytes(m.as_bytes()).expect("checked"))
@@ -272,7 +274,7 @@ pub fn effective_health_check(
 }
 
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
+    super::seconds(s)
 }
 
 #[cfg(test)]

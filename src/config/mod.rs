@@ -310,6 +310,14 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Seconds from the file as a `Duration`, clamped to `[0, one year]` (the
+/// schema's bound): never the panic of `Duration::from_secs_f64` on a huge,
+/// negative or NaN value, and never an `Instant` overflow when added to now.
+pub fn seconds(s: f64) -> std::time::Duration {
+    const MAX: f64 = 31_536_000.0;
+    std::time::Duration::from_secs_f64(if s.is_nan() { 0.0 } else { s.clamp(0.0, MAX) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,9 +63,11 @@ pub struct ServerConfig {
     /// Seconds an old process keeps serving in-flight requests after a
     /// graceful upgrade or SIGTERM before it stops accepting. Default: 5.
     #[serde(default = "default_grace_period")]
+    #[schemars(range(max = 3600))]
     pub grace_period_seconds: u64,
     /// Seconds allowed for services to shut down once the grace period ended. Default: 5.
     #[serde(default = "default_shutdown_timeout")]
+    #[schemars(range(max = 3600))]
     pub graceful_shutdown_timeout_seconds: u64,
     /// Set `SO_REUSEPORT` on the listener, so that several processes can
     /// share the port (the test harness uses it to reserve ports without
@@ -150,6 +152,7 @@ pub struct UpstreamConfig {
     /// How many other servers a request that could not connect is retried on.
     /// Default: 1.
     #[serde(default = "default_retries")]
+    #[schemars(range(max = 100))]
     pub retries: usize,
     /// Health-check settings for this upstream only; any subset of the global
     /// `health_check` fields, the rest inherited.
@@ -222,11 +225,11 @@ pub struct HealthCheckConfig {
     pub timeout_seconds: f64,
     /// Consecutive passing checks that bring a server back. Default: 2.
     #[serde(default = "default_healthy_threshold")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub healthy_threshold: usize,
     /// Consecutive failing checks that take a server out. Default: 3.
     #[serde(default = "default_unhealthy_threshold")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub unhealthy_threshold: usize,
     /// Request path of the check. Default: `/health`.
     #[serde(default = "default_hc_path")]
@@ -256,10 +259,10 @@ pub struct HealthCheckOverride {
     #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub timeout_seconds: Option<f64>,
     /// See `health_check.healthy_threshold`.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub healthy_threshold: Option<usize>,
     /// See `health_check.unhealthy_threshold`.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub unhealthy_threshold: Option<usize>,
     /// See `health_check.path`.
     pub path: Option<String>,
@@ -299,8 +302,9 @@ pub struct AuthConfig {
     /// (used when `introspection.mode` is not `off`).
     #[serde(default)]
     pub token_validation_endpoint: Option<String>,
-    /// Seconds of clock skew tolerated for `exp`, `nbf` and `iat`. Default: 30.
+    /// Seconds of clock skew tolerated for `exp`, `nbf` and `iat`. Default: 30, at most 3600.
     #[serde(default = "default_leeway")]
+    #[schemars(range(max = 3600))]
     pub leeway_seconds: u64,
     /// Expected `iss` claim; not checked when unset.
     #[serde(default)]
@@ -319,7 +323,7 @@ pub struct AuthConfig {
     /// Minimum seconds between two fetches triggered by tokens naming an
     /// unknown `kid`. Default: 5.
     #[serde(default = "default_jwks_min_refetch")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 31_536_000))]
     pub jwks_min_refetch_seconds: f64,
     /// Seconds a fetch from the authority (discovery, key set,
     /// introspection) may take. Default: 5.
@@ -340,7 +344,7 @@ pub struct AuthConfig {
     /// Most verified tokens and introspection results kept in memory
     /// (each keyed by a hash of the token, never the token). Default: 10000.
     #[serde(default = "default_cache_entries")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10_000_000))]
     pub cache_max_entries: usize,
     /// Redirect browser navigations without a valid token to a login page
     /// instead of answering 401. Default: off.
@@ -409,7 +413,7 @@ pub struct IntrospectionConfig {
     /// Seconds an `active` answer is reused (never past the token's `exp`).
     /// Default: 60.
     #[serde(default = "default_introspection_ttl")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 31_536_000))]
     pub cache_ttl_seconds: f64,
 }
 
