@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
 
@@ -85,12 +85,28 @@ impl<V: Clone> TokenCache<V> {
     }
 
     /// Entries held (expired ones included until touched).
+    #[cfg(test)]
     pub fn entries(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
             .sum()
     }
+}
+
+/// When a result stops being reused: at `exp`, or after `ttl` if sooner.
+pub(super) fn deadline(exp: Option<u64>, ttl: Option<Duration>) -> Instant {
+    let now = Instant::now();
+    let to_exp =
+        exp.map(|e| Duration::from_secs(e.saturating_sub(jsonwebtoken::get_current_timestamp())));
+    let d = match (to_exp, ttl) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => Duration::ZERO,
+    };
+    // A token may claim any `exp`: cache it a day at most, never overflow.
+    now + d.min(Duration::from_secs(24 * 3600))
 }
 
 #[cfg(test)]

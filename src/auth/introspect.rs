@@ -32,7 +32,7 @@ impl Introspector {
             r => r,
         };
         let resp = resp.map_err(|e| {
-            tracing::warn!(url = %self.url, error = %error_chain(&e), "introspection failed");
+            tracing::warn!(url = %self.url, error = %error_chain(e), "introspection failed");
             AuthError::Unavailable
         })?;
         if !resp.status().is_success() {
@@ -70,30 +70,13 @@ impl Introspector {
 }
 
 /// An error with its causes (reqwest's own message hides them).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+pub fn error_chain(e: reqwest::Error) -> String {
+    format!("{:#}", anyhow::Error::from(e))
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
-pub fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 use super::AuthError;
 use super::jwks::JwksSource;
+use crate::config::model::JwtAlgorithm;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation, decode};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -243,5 +244,23 @@ pub fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
         K::InvalidAlgorithm | K::InvalidAlgorithmName | K::InvalidKeyFormat => AuthError::Algorithm,
         K::MissingRequiredClaim(_) | K::InvalidClaimFormat(_) | K::Json(_) => AuthError::Claims,
         _ => AuthError::Malformed,
+    }
+}
+
+/// The `jsonwebtoken` algorithm of a configured name.
+pub fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::HS384 => Algorithm::HS384,
+        JwtAlgorithm::HS512 => Algorithm::HS512,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::PS256 => Algorithm::PS256,
+        JwtAlgorithm::PS384 => Algorithm::PS384,
+        JwtAlgorithm::PS512 => Algorithm::PS512,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
     }
 }

@@ -10,167 +10,45 @@
 //!         ─► Identity (subject, client, scopes, pre-rendered upstream headers)
 //! ```
 //!
+//! One file per concern: `extract` (where the token is), `jwt` (keys,
+//! pinned algorithms, claims), `jwks` (key sets and their refresh),
+//! `introspect` (RFC 7662), `cache` (results by token hash), `identity`
+//! (claims → upstream headers), `challenge` (what a refused client is
+//! told), `error` (why). This module orchestrates them.
+//!
 //! Keys and rules are prepared when a config is compiled; key sets live in
 //! the [`JwksRegistry`] of the `CompileContext`, so reloads keep them.
 //! Tokens never reach a log or a metric: rejections are labelled by
 //! [`AuthError::reason`].
 
 mod cache;
+mod challenge;
+mod error;
+mod extract;
+mod identity;
 mod introspect;
 pub mod jwks;
 mod jwt;
 
+pub use challenge::LoginRedirect;
+pub use error::AuthError;
+pub use extract::{MAX_TOKEN_BYTES, bearer_token, cookie_token};
+pub use identity::{IDENTITY_HEADERS, Identity};
 pub use jwks::{JwksLocation, JwksRefresher, JwksRegistry, JwksSettings};
 
-use crate::config::model::{AuthConfig, IntrospectionConfig, IntrospectionMode, JwtAlgorithm};
-use cache::{TokenCache, token_hash};
+use crate::config::model::{AuthConfig, IntrospectionConfig, IntrospectionMode};
+use cache::{TokenCache, deadline, token_hash};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use jsonwebtoken::Algorithm;
-use jwt::{Claims, JwtVerifier};
+use identity::IdentityHeaders;
+use jwt::{Claims, JwtVerifier, algorithm};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Largest token accepted; longer ones are refused before any parsing.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-/// The default identity headers. They (and any configured ones) are removed
-/// from every incoming request first, so a client can never spoof them.
-pub const IDENTITY_HEADERS: [&str; 3] = ["x-user-id", "x-user-scopes", "x-client-id"];
-
-/// Why a request was not admitted; the label used in logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing token")]
-    Missing,
-    #[error("token too large")]
-    TooLarge,
-    #[error("malformed token")]
-    Malformed,
-    #[error("algorithm not allowed")]
-    Algorithm,
-    #[error("bad signature")]
-    Signature,
-    #[error("token expired")]
-    Expired,
-    #[error("token not yet valid")]
-    NotYetValid,
-    #[error("wrong issuer")]
-    Issuer,
-    #[error("wrong audience")]
-    Audience,
-    #[error("invalid claims")]
-    Claims,
-    #[error("unknown signing key")]
-    UnknownKey,
-    #[error("token not active")]
-    Inactive,
-    #[error("insufficient scope")]
-    Scope,
-    #[error("authorization server unavailable")]
-    Unavailable,
-}
-
-impl AuthError {
-    /// Every reason, for metrics that pre-register their label values.
-    pub const ALL: [AuthError; 14] = [
-        AuthError::Missing,
-        AuthError::TooLarge,
-        AuthError::Malformed,
-        AuthError::Algorithm,
-        AuthError::Signature,
-        AuthError::Expired,
-        AuthError::NotYetValid,
-        AuthError::Issuer,
-        AuthError::Audience,
-        AuthError::Claims,
-        AuthError::UnknownKey,
-        AuthError::Inactive,
-        AuthError::Scope,
-        AuthError::Unavailable,
-    ];
-
-    /// Short label for logs and metrics (`reason` of the rejection counter).
-    pub fn reason(self) -> &'static str {
-        match self {
-            AuthError::Missing => "missing",
-            AuthError::TooLarge => "too_large",
-            AuthError::Malformed => "malformed",
-            AuthError::Algorithm => "algorithm",
-            AuthError::Signature => "signature",
-            AuthError::Expired => "expired",
-            AuthError::NotYetValid => "not_yet_valid",
-            AuthError::Issuer => "issuer",
-            AuthError::Audience => "audience",
-            AuthError::Claims => "claims",
-            AuthError::UnknownKey => "unknown_key",
-            AuthError::Inactive => "inactive",
-            AuthError::Scope => "scope",
-            AuthError::Unavailable => "unavailable",
-        }
-    }
-
-    /// The HTTP status of the refusal: 401, 403 for scopes, 503 when the
-    /// authority could not be asked (fail closed).
-    pub fn status(self) -> http::StatusCode {
-        match self {
-            AuthError::Scope => http::StatusCode::FORBIDDEN,
-            AuthError::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
-            _ => http::StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-/// The verified identity of a request.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Identity {
-    pub subject: Option<String>,
-    pub client_id: Option<String>,
-    pub scopes: Vec<String>,
-    /// The configured identity headers, rendered once per token.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl Identity {
-    /// Whether every scope in `required` was granted.
-    pub fn has_scopes(&self, required: &[Box<str>]) -> bool {
-        required
-            .iter()
-            .all(|s| self.scopes.iter().any(|have| have == &**s))
-    }
-}
-
-/// Where an identity header's value comes from.
-enum ClaimSource {
-    Subject,
-    Scopes,
-    ClientId,
-    Other(Box<str>),
-}
 
 #[derive(Clone)]
 struct Cached {
     identity: Arc<Identity>,
     /// Key-set epoch the token was verified under; a changed set re-verifies.
     key_epoch: Option<u64>,
-}
-
-/// Redirect of browser navigations without a valid token.
-pub struct LoginRedirect {
-    pub url: Box<str>,
-    pub return_parameter: Box<str>,
-}
-
-impl LoginRedirect {
-    /// The login URL carrying `original` (the URL the browser asked for).
-    pub fn location(&self, original: &str) -> String {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{sep}{}={}",
-            self.url,
-            self.return_parameter,
-            introspect::form_encode(original)
-        )
-    }
 }
 
 /// Verifies tokens for one compiled config.
@@ -180,8 +58,7 @@ pub struct Authenticator {
     mode: IntrospectionMode,
     introspection_ttl: Duration,
     cache: TokenCache<Cached>,
-    claim_headers: Box<[(ClaimSource, HeaderName)]>,
-    strip: Box<[HeaderName]>,
+    identity_headers: IdentityHeaders,
     cookie_name: Option<Box<str>>,
     /// Pass `Authorization` on to the upstream of a protected route.
     pub forward_authorization: bool,
@@ -255,35 +132,13 @@ impl Authenticator {
             }),
             _ => None, // refused by the checks
         };
-        let claim_headers: Box<[_]> = identity_headers
-            .iter()
-            .filter_map(|(claim, header)| {
-                let src = match claim.as_str() {
-                    "sub" => ClaimSource::Subject,
-                    "scopes" => ClaimSource::Scopes,
-                    "client_id" => ClaimSource::ClientId,
-                    other => ClaimSource::Other(other.into()),
-                };
-                Some((src, HeaderName::from_bytes(header.as_bytes()).ok()?))
-            })
-            .collect();
-        let mut strip: Vec<HeaderName> = IDENTITY_HEADERS
-            .iter()
-            .map(|h| HeaderName::from_static(h))
-            .collect();
-        for (_, h) in claim_headers.iter() {
-            if !strip.contains(h) {
-                strip.push(h.clone());
-            }
-        }
         Authenticator {
             jwt,
             introspector,
             mode: *mode,
             introspection_ttl: crate::config::seconds(*cache_ttl_seconds),
             cache: TokenCache::new(*cache_max_entries),
-            claim_headers,
-            strip: strip.into(),
+            identity_headers: IdentityHeaders::from_config(identity_headers),
             cookie_name: cookie_name.as_deref().map(Into::into),
             forward_authorization: *forward_authorization,
             login_redirect: login_redirect.as_ref().map(|l| LoginRedirect {
@@ -296,7 +151,12 @@ impl Authenticator {
 
     /// Headers removed from every incoming request (identity headers).
     pub fn stripped_headers(&self) -> &[HeaderName] {
-        &self.strip
+        self.identity_headers.stripped()
+    }
+
+    /// The `WWW-Authenticate` challenge for a refusal (RFC 6750 §3).
+    pub fn challenge(&self, e: AuthError, required_scopes: &[Box<str>]) -> HeaderValue {
+        challenge::challenge(&self.realm, e, required_scopes)
     }
 
     /// The request's token: `Authorization: Bearer`, else the configured
@@ -356,12 +216,20 @@ impl Authenticator {
                     None
                 };
                 let until = deadline(v.claims.exp, ttl);
-                Ok((Arc::new(self.identity(&v.claims)?), until, v.key_epoch))
+                Ok((
+                    Arc::new(self.identity_headers.render(&v.claims)?),
+                    until,
+                    v.key_epoch,
+                ))
             }
             Err(_) if self.mode != IntrospectionMode::Off => {
                 let claims = self.introspect(token).await?;
                 let until = deadline(claims.exp, Some(self.introspection_ttl));
-                Ok((Arc::new(self.identity(&claims)?), until, None))
+                Ok((
+                    Arc::new(self.identity_headers.render(&claims)?),
+                    until,
+                    None,
+                ))
             }
             Err(_) => Err(AuthError::Malformed),
         }
@@ -370,111 +238,6 @@ impl Authenticator {
     async fn introspect(&self, token: &str) -> Result<Claims, AuthError> {
         let i = self.introspector.as_ref().ok_or(AuthError::Unavailable)?;
         i.introspect(token).await?.ok_or(AuthError::Inactive)
-    }
-
-    /// The identity passed upstream. A configured claim that is present
-    /// but cannot be a header value (a newline, an object) refuses the
-    /// token: the upstream must not see the header silently missing.
-    fn identity(&self, c: &Claims) -> Result<Identity, AuthError> {
-        let scopes = c.scopes();
-        let client_id = c.client_id.clone().or_else(|| c.azp.clone());
-        let mut headers = Vec::with_capacity(self.claim_headers.len());
-        for (src, name) in &self.claim_headers {
-            let text = match src {
-                ClaimSource::Subject => c.sub.clone(),
-                ClaimSource::Scopes => (!scopes.is_empty()).then(|| scopes.join(" ")),
-                ClaimSource::ClientId => client_id.clone(),
-                ClaimSource::Other(n) => claim_text(c, n)?,
-            };
-            if let Some(text) = text {
-                let value = HeaderValue::from_str(&text).map_err(|_| AuthError::Claims)?;
-                headers.push((name.clone(), value));
-            }
-        }
-        Ok(Identity {
-            subject: c.sub.clone(),
-            client_id,
-            scopes,
-            headers,
-        })
-    }
-
-    /// The `WWW-Authenticate` challenge for a refusal (RFC 6750 §3).
-    pub fn challenge(&self, e: AuthError, required_scopes: &[Box<str>]) -> HeaderValue {
-        let realm = &self.realm;
-        let v = match e {
-            AuthError::Missing => format!("Bearer realm=\"{realm}\""),
-            AuthError::Scope => format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
-                required_scopes.join(" ")
-            ),
-            _ => format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
-        };
-        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("Bearer"))
-    }
-
-    /// Cached results (for tests and metrics).
-    pub fn cached(&self) -> usize {
-        self.cache.entries()
-    }
-}
-
-/// The text of claim `name` for a header: strings as they are, numbers and
-/// booleans printed, arrays of strings space-separated. `Ok(None)`: the
-/// claim is absent; an error: it is there but has no text form.
-fn claim_text(c: &Claims, name: &str) -> Result<Option<String>, AuthError> {
-    use serde_json::Value;
-    let v = match name {
-        "azp" => return Ok(c.azp.clone()),
-        "scope" => return Ok(c.scope.clone()),
-        "exp" => return Ok(c.exp.map(|n| n.to_string())),
-        "iat" => return Ok(c.iat.map(|n| n.to_string())),
-        "scp" => c.scp.as_ref(),
-        n => c.extra.get(n),
-    };
-    let Some(v) = v else { return Ok(None) };
-    Ok(Some(match v {
-        Value::Null => return Ok(None),
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Array(a) => {
-            let words: Option<Vec<&str>> = a.iter().map(|x| x.as_str()).collect();
-            words.ok_or(AuthError::Claims)?.join(" ")
-        }
-        Value::Object(_) => return Err(AuthError::Claims),
-    }))
-}
-
-/// When a result stops being reused: at `exp`, or after `ttl` if sooner.
-fn deadline(exp: Option<u64>, ttl: Option<Duration>) -> Instant {
-    let now = Instant::now();
-    let to_exp =
-        exp.map(|e| Duration::from_secs(e.saturating_sub(jsonwebtoken::get_current_timestamp())));
-    let d = match (to_exp, ttl) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) => a,
-        (None, Some(b)) => b,
-        (None, None) => Duration::ZERO,
-    };
-    // A token may claim any `exp`: cache it a day at most, never overflow.
-    now + d.min(Duration::from_secs(24 * 3600))
-}
-
-fn algorithm(a: JwtAlgorithm) -> Algorithm {
-    match a {
-        JwtAlgorithm::HS256 => Algorithm::HS256,
-        JwtAlgorithm::HS384 => Algorithm::HS384,
-        JwtAlgorithm::HS512 => Algorithm::HS512,
-        JwtAlgorithm::RS256 => Algorithm::RS256,
-        JwtAlgorithm::RS384 => Algorithm::RS384,
-        JwtAlgorithm::RS512 => Algorithm::RS512,
-        JwtAlgorithm::PS256 => Algorithm::PS256,
-        JwtAlgorithm::PS384 => Algorithm::PS384,
-        JwtAlgorithm::PS512 => Algorithm::PS512,
-        JwtAlgorithm::ES256 => Algorithm::ES256,
-        JwtAlgorithm::ES384 => Algorithm::ES384,
-        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
     }
 }
 
@@ -492,33 +255,11 @@ pub fn fetch_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// The bearer token of a request (RFC 6750 `Authorization: Bearer`).
-/// Tokens in the query string are never looked at.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// The value of cookie `name` (every `Cookie` header is searched).
-pub fn cookie_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::model::JwtAlgorithm;
+    use jsonwebtoken::Algorithm;
     use jsonwebtoken::jwk::{Jwk, JwkSet};
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
@@ -753,7 +494,7 @@ mod tests {
             json!({"exp": now() + 60}),
         );
         assert!(verify(&a, &t).is_ok());
-        assert_eq!(a.cached(), 1);
+        assert_eq!(a.cache.entries(), 1);
         assert!(verify(&a, &t).is_ok());
         // The key set loses rsa1: the cached result is not trusted any more.
         let mut ec = Jwk::from_encoding_key(&ec_key(), Algorithm::ES256).unwrap();
@@ -764,22 +505,9 @@ mod tests {
     }
 
     #[test]
-    fn extracts_bearer_and_cookie_tokens() {
-        let mut h = HeaderMap::new();
-        assert_eq!(bearer_token(&h), None);
-        h.insert("authorization", "Bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h), Some("abc"));
-        h.insert("authorization", "bearer  abc ".parse().unwrap());
-        assert_eq!(bearer_token(&h), Some("abc"));
-        h.insert("authorization", "Basic abc".parse().unwrap());
-        assert_eq!(bearer_token(&h), None);
-        h.insert("authorization", "Bearer ".parse().unwrap());
-        assert_eq!(bearer_token(&h), None);
+    fn the_bearer_header_wins_over_the_cookie() {
         let mut h = HeaderMap::new();
         h.append("cookie", "a=1; session=tok".parse().unwrap());
-        h.append("cookie", "other=2".parse().unwrap());
-        assert_eq!(cookie_token(&h, "session"), Some("tok"));
-        assert_eq!(cookie_token(&h, "sess"), None);
         let a = Authenticator::from_config(
             &AuthConfig {
                 cookie_name: Some("session".into()),
@@ -790,26 +518,5 @@ mod tests {
         assert_eq!(a.token(&h), Some("tok"));
         h.insert("authorization", "Bearer hdr".parse().unwrap());
         assert_eq!(a.token(&h), Some("hdr"), "the header wins over the cookie");
-    }
-
-    #[test]
-    fn challenges_and_login_locations() {
-        let a = auth();
-        assert_eq!(
-            a.challenge(AuthError::Scope, &["read".into(), "write".into()]),
-            "Bearer realm=\"pingora-gateway\", error=\"insufficient_scope\", scope=\"read write\""
-        );
-        assert_eq!(
-            a.challenge(AuthError::Expired, &[]),
-            "Bearer realm=\"pingora-gateway\", error=\"invalid_token\""
-        );
-        let l = LoginRedirect {
-            url: "/oauth/login".into(),
-            return_parameter: "return_to".into(),
-        };
-        assert_eq!(
-            l.location("http://gw/admin/x?a=1"),
-            "/oauth/login?return_to=http%3A%2F%2Fgw%2Fadmin%2Fx%3Fa%3D1"
-        );
     }
 }
