@@ -6,6 +6,7 @@ profile: fat LTO):
 
     python3 benches/compare.py                # 8 interleaved rounds of 3 s per row
     python3 benches/compare.py --rounds 10 --seconds 5 --idle 10000
+    python3 benches/compare.py --ab OLD/target/production/gateway --rows "nginx|gateway( B)?( 4 KiB)?$|tuned" --idle 0
 
 Everything runs on 127.0.0.1 with one worker each (nginx worker_processes 1,
 Pingora threads 1), the same upstream (nginx answering from memory), the same
@@ -174,7 +175,7 @@ logging: {{ level: info, format: json }}
 """
 
 
-def start_gateway(d, name, config_text, binary):
+def start_gateway(d, name, config_text, exe=None):
     # Each gateway's config in a directory of its own: the file watcher wakes on
     # any write in that directory, and logs must not land there.
     os.makedirs(os.path.join(d, name), exist_ok=True)
@@ -182,7 +183,7 @@ def start_gateway(d, name, config_text, binary):
     open(path, "w").write(config_text)
     port = int(re.search(r'bind_address: "127.0.0.1:(\d+)"', config_text).group(1))
     log = open(os.path.join(d, f"{name}.log"), "w")  # access log on, to a file
-    p = Proc(name, [os.path.join(ROOT, "target", PROFILE, "gateway"), "run", "--config", path], log=log)
+    p = Proc(name, [exe or os.path.join(ROOT, "target", PROFILE, "gateway"), "run", "--config", path], log=log)
     wait_http(f"http://127.0.0.1:{port}/oauth/health")
     p.config_path = path
     return p
@@ -258,6 +259,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections for the memory test (0: skip)")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--ab", metavar="GATEWAY_BINARY", help="A/B: also run this gateway binary (e.g. a build of the previous commit) on the same config, as rows 'gateway B'")
+    ap.add_argument("--rows", metavar="REGEX", help="run only the rows whose names match (ratios need both of their rows)")
     args = ap.parse_args()
     raise_fd_limit()
     ensure_tools()
@@ -295,16 +298,20 @@ def main():
         bare_tuned = Proc("bare_tuned", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare_tuned']}", f"127.0.0.1:{ports['up']}", "1", "0", "nosteal"])
         procs.append(bare_tuned)
         wait_http(f"http://127.0.0.1:{ports['bare_tuned']}/health")
-        gw = start_gateway(d, "gw", gateway_config(d, ports["gw"], ports["up"], ports["m1"]), ROOT)
-        gw_auth = start_gateway(d, "gw_auth", gateway_config(d, ports["gw_auth"], ports["up"], ports["m2"], auth=True), ROOT)
+        gw = start_gateway(d, "gw", gateway_config(d, ports["gw"], ports["up"], ports["m1"]))
+        gw_auth = start_gateway(d, "gw_auth", gateway_config(d, ports["gw_auth"], ports["up"], ports["m2"], auth=True))
         many = "\n".join(f'  - {{ path: "/svc{i}/v{i % 7}/*", upstream: app, auth_required: false }}' for i in range(10_000))
-        gw_10k = start_gateway(d, "gw_10k", gateway_config(d, ports["gw_10k"], ports["up"], ports["m3"], extra_routes=many), ROOT)
-        gw_reload = start_gateway(d, "gw_reload", gateway_config(d, ports["gw_reload"], ports["up"], ports["m4"]), ROOT)
-        gw_rs = start_gateway(d, "gw_rs", gateway_config(d, ports["gw_rs"], ports["up"], ports["m5"], auth=True, jwks=f"http://127.0.0.1:{ports['up']}/jwks.json"), ROOT)
+        gw_10k = start_gateway(d, "gw_10k", gateway_config(d, ports["gw_10k"], ports["up"], ports["m3"], extra_routes=many))
+        gw_reload = start_gateway(d, "gw_reload", gateway_config(d, ports["gw_reload"], ports["up"], ports["m4"]))
+        gw_rs = start_gateway(d, "gw_rs", gateway_config(d, ports["gw_rs"], ports["up"], ports["m5"], auth=True, jwks=f"http://127.0.0.1:{ports['up']}/jwks.json"))
         # Pingora's default 64 KiB per-connection read buffer, to show that
         # the gateway's default (none) costs nothing on large bodies.
-        gw_64k = start_gateway(d, "gw_64k", gateway_config(d, ports["gw_64k"], ports["up"], ports["m6"], extra_server="  read_buffer_bytes: 65536\n"), ROOT)
+        gw_64k = start_gateway(d, "gw_64k", gateway_config(d, ports["gw_64k"], ports["up"], ports["m6"], extra_server="  read_buffer_bytes: 65536\n"))
         procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k]
+        if args.ab:
+            ports["gw_b"], ports["m7"] = free_port(), free_port()
+            gw_b = start_gateway(d, "gw_b", gateway_config(d, ports["gw_b"], ports["up"], ports["m7"]), exe=os.path.abspath(args.ab))
+            procs.append(gw_b)
 
         token = hs256_token()
         rows = {
@@ -328,6 +335,11 @@ def main():
             "gateway 10k routes": (gw_10k, f"http://127.0.0.1:{ports['gw_10k']}/svc9999/v3/x", None),
             "gateway reload 1/s": (gw_reload, f"http://127.0.0.1:{ports['gw_reload']}/test/x", None),
         }
+        if args.ab:
+            rows["gateway B"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/x", None)
+            rows["gateway B 4 KiB"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/4k", None)
+        if args.rows:
+            rows = {k: v for k, v in rows.items() if re.search(args.rows, k)}
         results = {name: [] for name in rows}
         stop_reload = threading.Event()
         def reloader():
@@ -359,6 +371,8 @@ def main():
         def med(name, key):
             return statistics.median(x[key] for x in results[name])
         def ratio(a, b):
+            if a not in results or b not in results:
+                return None
             return statistics.median(x["rps"] / max(y["rps"], 1) for x, y in zip(results[a], results[b]))
         peak = {name: rss_kb(row[0].pid, "VmHWM") for name, row in rows.items()}
 
@@ -366,6 +380,10 @@ def main():
         for name in rows:
             errs = sum(x["errors"] for x in results[name])
             print(f"{name:<28}{med(name, 'rps'):>10.0f}{med(name, 'p50'):>9.2f}{med(name, 'p99'):>9.2f}{errs:>8}{med(name, 'cpu_us_per_req'):>12.1f}{peak[name] / 1024:>13.1f}")
+        pairs = {
+            "gateway / gateway B  [A/B]": ("gateway", "gateway B"),
+            "gateway 4 KiB / gateway B 4 KiB  [A/B]": ("gateway 4 KiB", "gateway B 4 KiB"),
+        }
         ratios = {
             "nginx (control) / nginx  [noise floor]": ratio("nginx (control)", "nginx"),
             "bare pingora / nginx": ratio("bare pingora", "nginx"),
@@ -384,6 +402,9 @@ def main():
             "gateway 10k routes / gateway": ratio("gateway 10k routes", "gateway"),
             "gateway reload 1/s / gateway": ratio("gateway reload 1/s", "gateway"),
         }
+        for k, (a, b) in pairs.items():
+            ratios[k] = ratio(a, b)
+        ratios = {k: v for k, v in ratios.items() if v is not None}
         print("\nratios (median of per-round ratios):")
         for k, v in ratios.items():
             print(f"  {k:<40}{v:6.3f}")
@@ -398,8 +419,8 @@ def main():
                 ("nginx", lambda: start_nginx(d, "nginx_idle", fresh["nginx"], proxy_body, backend), fresh["nginx"]),
                 ("bare pingora", lambda: Proc("bare_idle", [exe, f"127.0.0.1:{fresh['bare']}", up_addr, "1"]), fresh["bare"]),
                 ("bare pingora tuned", lambda: Proc("bare_tuned_idle", [exe, f"127.0.0.1:{fresh['bare_tuned']}", up_addr, "1", "0", "nosteal"]), fresh["bare_tuned"]),
-                ("gateway", lambda: start_gateway(d, "gw_idle", gateway_config(d, fresh["gw"], ports["up"], fresh["m1"]), ROOT), fresh["gw"]),
-                ("gateway 64K buf", lambda: start_gateway(d, "gw_64k_idle", gateway_config(d, fresh["gw_64k"], ports["up"], fresh["m2"], extra_server="  read_buffer_bytes: 65536\n"), ROOT), fresh["gw_64k"]),
+                ("gateway", lambda: start_gateway(d, "gw_idle", gateway_config(d, fresh["gw"], ports["up"], fresh["m1"])), fresh["gw"]),
+                ("gateway 64K buf", lambda: start_gateway(d, "gw_64k_idle", gateway_config(d, fresh["gw_64k"], ports["up"], fresh["m2"], extra_server="  read_buffer_bytes: 65536\n")), fresh["gw_64k"]),
             ]
             for name, start, port in candidates:
                 proc = start()
