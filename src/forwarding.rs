@@ -109,13 +109,27 @@ pub const OVERRIDE_HEADERS: [&str; 5] = [
     "x-rewrite-url",
 ];
 
-/// Client-address claims removed unless the peer is a trusted proxy.
-pub const CLIENT_CLAIMS: [&str; 5] = [
+/// Client-address and scheme claims removed unless the peer is a trusted
+/// proxy (besides every `X-Forwarded-*` the gateway does not set itself:
+/// `-Ssl`, `-Scheme`, `-Prefix`, `-Server`, …, which frameworks believe).
+pub const CLIENT_CLAIMS: [&str; 9] = [
     "forwarded",
     "x-real-ip",
     "true-client-ip",
     "x-client-ip",
     "client-ip",
+    "x-cluster-client-ip",
+    "x-original-host",
+    "x-host",
+    "front-end-https",
+];
+
+/// The `X-Forwarded-*` headers the gateway sets itself.
+const OWN_FORWARDED: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
 ];
 
 /// A set of [`OVERRIDE_HEADERS`] a route keeps, as bits.
@@ -183,7 +197,9 @@ pub fn prepare_upstream_request(req: &mut RequestHeader, f: &Forwarding) -> Resu
             let k = k.as_str();
             k.contains('_')
                 || (OVERRIDE_HEADERS.contains(&k) && !f.keep.keeps(k))
-                || (!f.trusted && CLIENT_CLAIMS.contains(&k))
+                || (!f.trusted
+                    && (CLIENT_CLAIMS.contains(&k)
+                        || (k.starts_with("x-forwarded-") && !OWN_FORWARDED.contains(&k))))
         })
         .cloned()
         .collect();
@@ -211,7 +227,7 @@ pub fn prepare_upstream_request(req: &mut RequestHeader, f: &Forwarding) -> Resu
     }
     if !keep(req, "x-forwarded-host") {
         match f.host {
-            Some(h) => req.insert_header("x-forwarded-host", h.as_str())?,
+            Some(h) => req.insert_header("x-forwarded-host", h.header_value().clone())?,
             None => drop(req.remove_header("x-forwarded-host")),
         }
     }
@@ -244,8 +260,8 @@ fn joined(req: &RequestHeader, name: &str) -> Option<String> {
 
 /// Sets `Host` to the validated host unless it already reads exactly so.
 pub fn set_host(req: &mut RequestHeader, host: &Host) -> Result<()> {
-    if req.headers.get(header::HOST).map(|v| v.as_bytes()) != Some(host.as_str().as_bytes()) {
-        req.insert_header(header::HOST, host.as_str())?;
+    if req.headers.get(header::HOST) != Some(host.header_value()) {
+        req.insert_header(header::HOST, host.header_value().clone())?;
     }
     Ok(())
 }
@@ -297,6 +313,9 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("x-forwarded-port", "1"),
             ("true-client-ip", "6.6.6.6"),
+            ("x-forwarded-ssl", "on"),
+            ("x-forwarded-prefix", "/admin"),
+            ("front-end-https", "on"),
             ("x-http-method-override", "DELETE"),
             ("x_user_id", "admin"),
         ]);
@@ -316,6 +335,9 @@ mod tests {
         assert_eq!(h("x-forwarded-host").as_deref(), Some("gw.example:8080"));
         assert_eq!(h("x-forwarded-port").as_deref(), Some("8080"));
         assert_eq!(h("true-client-ip"), None);
+        assert_eq!(h("x-forwarded-ssl"), None);
+        assert_eq!(h("x-forwarded-prefix"), None);
+        assert_eq!(h("front-end-https"), None);
         assert_eq!(h("x-http-method-override"), None);
         assert_eq!(h("x_user_id"), None);
         assert_eq!(h("x-request-id").as_deref(), Some("abc"));

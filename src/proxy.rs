@@ -322,6 +322,8 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
         let keep = ctx.route().map(|r| r.keep_headers).unwrap_or_default();
+        // Once per attempt: a retry replays the body from the start.
+        ctx.body_bytes = 0;
         prepare_upstream_request(
             req,
             &Forwarding {
@@ -346,11 +348,16 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // After a `101` the bytes are a WebSocket's (or another upgraded
+        // protocol's), not a request body.
+        if session.was_upgraded() {
+            return Ok(());
+        }
         if let (Some(b), Some(route)) = (body.as_ref(), ctx.route()) {
             let limit = route.max_body_bytes;
             ctx.body_bytes += b.len() as u64;
@@ -496,10 +503,18 @@ async fn authenticate(
         return Err(AuthError::Scope);
     }
     ctx.identity = Some(id);
+    let from_header = auth::bearer_token(&session.req_header().headers).is_some();
+    let req = session.req_header_mut();
     if !auth.forward_authorization {
-        session
-            .req_header_mut()
-            .remove_header(&header::AUTHORIZATION);
+        req.remove_header(&header::AUTHORIZATION);
+    }
+    // The upstream sees only the credential that was checked: a token
+    // cookie beside a verified header (or any, when credentials are not
+    // forwarded) is removed.
+    if let Some(name) = auth.cookie_name()
+        && (from_header || !auth.forward_authorization)
+    {
+        strip_cookie(req, name);
     }
     Ok(())
 }
@@ -674,6 +689,31 @@ pub fn decorate_response(
     Ok(())
 }
 
+/// Removes cookie `name` from every `Cookie` header.
+fn strip_cookie(req: &mut RequestHeader, name: &str) {
+    let values: Vec<String> = req
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    let rewritten: Vec<Option<String>> = values
+        .iter()
+        .map(|v| auth::without_cookie(v, name))
+        .collect();
+    if rewritten.iter().all(Option::is_none) {
+        return;
+    }
+    req.remove_header(&header::COOKIE);
+    for (old, new) in values.into_iter().zip(rewritten) {
+        let v = new.unwrap_or(old);
+        if !v.is_empty() {
+            let _ = req.append_header(header::COOKIE, v);
+        }
+    }
+}
+
 /// The message of a 413.
 const BODY_TOO_LARGE: &str = "request body too large";
 
@@ -685,6 +725,11 @@ fn check_request(session: &mut Session, ctx: &mut Ctx) -> std::result::Result<()
     // upper-case them: `post` must not slip past a route narrowed to `POST`.
     if req.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err("method must be upper case");
+    }
+    // Routing sees a lossy copy of a target that is not UTF-8, while the
+    // upstream would get the raw bytes (an overlong `\xC0\xAE` is `.` to some).
+    if !req.raw_path_is_utf8() {
+        return Err("request target is not valid UTF-8");
     }
     // Two credentials: which one an upstream reads is anybody's guess.
     if req
@@ -709,16 +754,10 @@ fn check_request(session: &mut Session, ctx: &mut Ctx) -> std::result::Result<()
             let mut hosts = req.headers.get_all(header::HOST).iter();
             match (hosts.next(), hosts.next()) {
                 (Some(_), Some(_)) => return Err("more than one Host header"),
-                (Some(h), None) => Some(
-                    h.to_str()
-                        .ok()
-                        .and_then(|h| Host::parse(h).ok())
-                        .ok_or("invalid Host header")?,
-                ),
-                (None, _) if req.version == http::Version::HTTP_11 => {
-                    return Err("missing Host header");
-                }
-                (None, _) => None,
+                (Some(h), None) => Some(Host::from_header(h).map_err(|_| "invalid Host header")?),
+                // HTTP/1.0 may omit it, but the upstream gets HTTP/1.1 and
+                // would fall back to its default virtual host: refuse.
+                (None, _) => return Err("missing Host header"),
             }
         }
     };

@@ -115,9 +115,26 @@ async fn malformed_hosts_are_refused_and_canonical_ones_match() {
     assert_eq!(status, 400);
     let (status, _) = raw(gw.port, "GET /x/a HTTP/1.1");
     assert_eq!(status, 400, "HTTP/1.1 requires Host");
-    // HTTP/1.0 may omit it: the public route answers.
+    // HTTP/1.0 may omit it, but the upstream would get HTTP/1.1 without
+    // one and fall back to its default virtual host: refused too.
     let (status, text) = raw(gw.port, "GET /x/a HTTP/1.0");
-    assert_eq!(status, 200, "{text}");
+    assert_eq!(status, 400, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_target_that_is_not_utf8_is_refused() {
+    let (_i, _p, gw) = host_twins().await;
+    // Overlong UTF-8 for "..": routing would see replacement characters,
+    // an upstream that decodes overlong forms would see `/x/../..`.
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /x/\xC0\xAE\xC0\xAE/secret HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(!text.contains("\"app\""), "{text}");
 }
 
 // --- 3. Path parameters ------------------------------------------------------
@@ -258,7 +275,7 @@ async fn lower_case_methods_and_method_overrides_do_not_reach_the_public_twin() 
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("routes[0].methods: warning: this route is protected only for POST, DELETE; routes[1] (public, same path) answers the other methods"),
+        text.contains("routes[0].methods: warning: this route is protected only for POST, DELETE; routes[1] (public) answers GET, HEAD, PUT, PATCH, OPTIONS on its paths without a token"),
         "{text}"
     );
 }
@@ -400,6 +417,65 @@ async fn the_connection_header_cannot_remove_what_the_gateway_sets() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_checked_credential_reaches_the_upstream() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "{}{}routes:\n  - {{ path: \"/*\", upstream: app }}\n",
+        upstreams_yaml(&[("app", &up)]),
+        auth_yaml("  cookie_name: session\n")
+    );
+    let gw = Gateway::start(&body);
+    let t = token(json!({"sub": "alice"}));
+    // The token cookie twice: frameworks disagree on which wins, so neither counts.
+    let (status, _) = raw(
+        gw.port,
+        &format!("GET /x HTTP/1.1\r\nHost: a\r\nCookie: session={t}; session=forged"),
+    );
+    assert_eq!(status, 401);
+    let (status, _) = raw(
+        gw.port,
+        &format!("GET /x HTTP/1.1\r\nHost: a\r\nCookie: session={t}\r\nCookie: session=forged"),
+    );
+    assert_eq!(status, 401);
+    // A verified header: an unverified token cookie beside it is not forwarded.
+    let (status, text) = raw(
+        gw.port,
+        &format!(
+            "GET /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nCookie: theme=dark; session=forged"
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(echo(&text)["headers"]["cookie"], "theme=dark");
+    // The cookie alone is the credential, and is forwarded as it is.
+    let (status, text) = raw(
+        gw.port,
+        &format!("GET /x HTTP/1.1\r\nHost: a\r\nCookie: theme=dark; session={t}"),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        echo(&text)["headers"]["cookie"],
+        format!("theme=dark; session={t}")
+    );
+    // Identity values an upstream would read differently once trimmed.
+    for sub in [json!("admin\t"), json!(" admin")] {
+        let r = client()
+            .get(gw.url("/x"))
+            .bearer_auth(token(json!({ "sub": sub })))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "sub {sub}");
+    }
+    let r = client()
+        .get(gw.url("/x"))
+        .bearer_auth(token(json!({"sub": "a", "scp": ["read admin"]})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a scope with a space");
+}
+
 // --- 9. Host into Location ------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,7 +503,17 @@ async fn a_forged_host_never_reaches_a_location_header() {
         assert_eq!(status, 400, "{host}: {text}");
         assert!(!text.contains("evil"), "{text}");
     }
-    // A valid host comes back canonical.
+    // A valid host comes back canonical, in the rewritten Location too.
+    let (status, text) = raw(
+        gw.port,
+        "GET /app/redirect HTTP/1.1\r\nHost: GW.Example.:8080",
+    );
+    assert_eq!(status, 302, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("location: http://gw.example:8080/target"),
+        "{text}"
+    );
     let (status, text) = raw(
         gw.port,
         "GET /private HTTP/1.1\r\nHost: GW.Example.:8080\r\nAccept: text/html",
@@ -445,7 +531,7 @@ async fn a_forged_host_never_reaches_a_location_header() {
 async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
     let up = Upstream::start("app").await;
     let routes = "routes:\n  - { path: \"/*\", upstream: app, auth_required: false }\n";
-    let claims = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 1\r\nTrue-Client-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\nClient-IP: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6";
+    let claims = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 1\r\nTrue-Client-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\nClient-IP: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Prefix: /admin\r\nX-Cluster-Client-IP: 6.6.6.6\r\nFront-End-Https: on";
 
     // Untrusted (no trusted_proxies): every claim replaced or removed.
     let gw = Gateway::start(&format!("{}{routes}", upstreams_yaml(&[("app", &up)])));
@@ -464,6 +550,10 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         "client-ip",
         "x-real-ip",
         "forwarded",
+        "x-forwarded-ssl",
+        "x-forwarded-prefix",
+        "x-cluster-client-ip",
+        "front-end-https",
     ] {
         assert!(h.get(name).is_none(), "{name}: {h}");
     }
@@ -591,6 +681,29 @@ fn every_number_in_the_schema_has_a_maximum() {
     }
     walk(&schema, String::new(), &mut missing);
     assert!(missing.is_empty(), "numbers without a maximum: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_limit_does_not_apply_to_websocket_traffic() {
+    use futures_util::{SinkExt, StreamExt};
+    let echo_addr = common::ws::ws_echo_server().await;
+    let body = format!(
+        "server:\n  max_body_bytes: 100\nhealth_check: {{ enabled: false }}\nupstreams:\n  ws: {{ servers: [\"{echo_addr}\"] }}\nroutes:\n  - {{ path: \"/ws/*\", upstream: ws, auth_required: false }}\n"
+    );
+    let gw = Gateway::start(&body);
+    let mut ws = common::ws::ws_connect(gw.port).await;
+    for i in 0..20 {
+        let msg = format!("{i:03}{}", "x".repeat(60));
+        ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
+            .await
+            .unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("open")
+            .expect("a message");
+        assert_eq!(back.into_text().unwrap().as_str(), msg, "message {i}");
+    }
 }
 
 // --- Body limits ----------------------------------------------------------------

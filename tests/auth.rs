@@ -623,9 +623,23 @@ async fn real_oauth_server_jwt_and_opaque_tokens_pass_the_gateway() {
     assert_eq!(status, 200, "{body}\n{}", gw.log());
     assert_eq!(body["headers"]["x-client-id"], "svc");
     assert_eq!(body["headers"]["x-user-scopes"], "api:read");
-    // An opaque token, checked at its introspection endpoint.
+    // An opaque token, checked at its introspection endpoint. Issued for
+    // no resource, it carries no `aud`: refused where an audience is set …
     let opaque = client_credentials(&oidc, "").await;
     assert!(!opaque.contains('.'), "opaque");
+    let (status, _, body) = call(&gw, "/api/x", Some(&opaque)).await;
+    assert_eq!(status, 401, "{body}\n{}", gw.log());
+    assert_eq!(body["error"], "wrong audience");
+    // … and admitted where only the issuer is required.
+    let gw = Gateway::start(&config(
+        &app,
+        &format!(
+            "  oauth_service_url: \"{iss}\"\n  token_validation_endpoint: /token/introspection\n  issuer: \"{iss}\"\n  introspection: {{ mode: opaque, client_id: {}, client_secret: {} }}\n",
+            OIDC_CLIENT.0,
+            OIDC_CLIENT.1,
+            iss = oidc.issuer
+        ),
+    ));
     let (status, _, body) = call(&gw, "/api/x", Some(&opaque)).await;
     assert_eq!(status, 200, "{body}\n{}", gw.log());
     assert_eq!(body["headers"]["x-client-id"], "svc");

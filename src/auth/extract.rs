@@ -17,17 +17,39 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The value of cookie `name` (every `Cookie` header is searched).
+/// The value of cookie `name` (every `Cookie` header is searched). A name
+/// sent twice yields nothing: frameworks disagree on which one wins, so
+/// neither may be the credential.
 pub fn cookie_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty())
+        .filter(|(k, _)| *k == name);
+    let (_, v) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(v.trim().trim_matches('"')).filter(|v| !v.is_empty())
+}
+
+/// A `Cookie` header value without cookie `name`, when it had it (`None`:
+/// unchanged). The upstream must only see the credential the gateway checked.
+pub fn without_cookie(value: &str, name: &str) -> Option<String> {
+    let named = |pair: &str| pair.trim().split_once('=').is_some_and(|(k, _)| k == name);
+    if !value.split(';').any(named) {
+        return None;
+    }
+    Some(
+        value
+            .split(';')
+            .filter(|p| !named(p) && !p.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 #[cfg(test)]
@@ -51,5 +73,17 @@ mod tests {
         h.append("cookie", "other=2".parse().unwrap());
         assert_eq!(cookie_token(&h, "session"), Some("tok"));
         assert_eq!(cookie_token(&h, "sess"), None);
+        h.append("cookie", "session=forged".parse().unwrap());
+        assert_eq!(cookie_token(&h, "session"), None, "sent twice: neither");
+    }
+
+    #[test]
+    fn removes_one_cookie() {
+        assert_eq!(
+            without_cookie("a=1; session=t; b=2", "session").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(without_cookie("session=t", "session").as_deref(), Some(""));
+        assert_eq!(without_cookie("a=1; xsession=t", "session"), None);
     }
 }

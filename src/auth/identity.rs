@@ -87,6 +87,13 @@ impl IdentityHeaders {
     /// token: the upstream must not see the header silently missing.
     pub fn render(&self, c: &Claims) -> Result<Identity, AuthError> {
         let scopes = c.scopes();
+        // `scp: ["read admin"]` is one scope here, two once space-joined upstream.
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return Err(AuthError::Claims);
+        }
         let client_id = c.client_id.clone().or_else(|| c.azp.clone());
         let mut headers = Vec::with_capacity(self.claim_headers.len());
         for (src, name) in &self.claim_headers {
@@ -97,6 +104,11 @@ impl IdentityHeaders {
                 ClaimSource::Other(n) => claim_text(c, n)?,
             };
             if let Some(text) = text {
+                // A tab or surrounding space is valid in a header but read
+                // differently once an upstream trims it ("admin\t").
+                if text.trim() != text || text.chars().any(char::is_control) {
+                    return Err(AuthError::Claims);
+                }
                 let value = HeaderValue::from_str(&text).map_err(|_| AuthError::Claims)?;
                 headers.push((name.clone(), value));
             }

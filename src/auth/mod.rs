@@ -32,7 +32,7 @@ mod jwt;
 
 pub use challenge::LoginRedirect;
 pub use error::AuthError;
-pub use extract::{MAX_TOKEN_BYTES, bearer_token, cookie_token};
+pub use extract::{MAX_TOKEN_BYTES, bearer_token, cookie_token, without_cookie};
 pub use identity::{IDENTITY_HEADERS, Identity};
 pub use jwks::{JwksLocation, JwksRefresher, JwksRegistry, JwksSettings};
 
@@ -64,6 +64,9 @@ pub struct Authenticator {
     pub forward_authorization: bool,
     pub login_redirect: Option<LoginRedirect>,
     realm: Box<str>,
+    /// Checked here for introspected tokens (`jwt` checks JWTs).
+    issuer: Option<String>,
+    audience: Option<Vec<String>>,
 }
 
 impl Authenticator {
@@ -146,7 +149,14 @@ impl Authenticator {
                 return_parameter: l.return_parameter.as_str().into(),
             }),
             realm: realm.as_str().into(),
+            issuer: issuer.clone(),
+            audience: audience.clone(),
         }
+    }
+
+    /// The cookie a token may come in (`auth.cookie_name`).
+    pub fn cookie_name(&self) -> Option<&str> {
+        self.cookie_name.as_deref()
     }
 
     /// Headers removed from every incoming request (identity headers).
@@ -224,6 +234,7 @@ impl Authenticator {
             }
             Err(_) if self.mode != IntrospectionMode::Off => {
                 let claims = self.introspect(token).await?;
+                self.check_introspected(&claims)?;
                 let until = deadline(claims.exp, Some(self.introspection_ttl));
                 Ok((
                     Arc::new(self.identity_headers.render(&claims)?),
@@ -233,6 +244,30 @@ impl Authenticator {
             }
             Err(_) => Err(AuthError::Malformed),
         }
+    }
+
+    /// The configured `issuer` and `audience` hold for introspected tokens
+    /// too (RFC 7662 answers carry `iss` and `aud`): an opaque token issued
+    /// for another API of the same authority is refused.
+    fn check_introspected(&self, c: &Claims) -> Result<(), AuthError> {
+        if let Some(iss) = &self.issuer
+            && c.extra.get("iss").and_then(|v| v.as_str()) != Some(iss)
+        {
+            return Err(AuthError::Issuer);
+        }
+        if let Some(aud) = &self.audience {
+            let ok = match c.extra.get("aud") {
+                Some(serde_json::Value::String(a)) => aud.contains(a),
+                Some(serde_json::Value::Array(v)) => v
+                    .iter()
+                    .any(|a| a.as_str().is_some_and(|a| aud.iter().any(|x| x == a))),
+                _ => false,
+            };
+            if !ok {
+                return Err(AuthError::Audience);
+            }
+        }
+        Ok(())
     }
 
     async fn introspect(&self, token: &str) -> Result<Claims, AuthError> {
@@ -482,6 +517,34 @@ mod tests {
         assert_eq!(verify(&a, &t), Err(AuthError::Issuer));
         let t = hs(json!({"exp": now() + 60, "iss": "https://auth.example", "aud": "other"}));
         assert_eq!(verify(&a, &t), Err(AuthError::Audience));
+    }
+
+    #[test]
+    fn introspected_tokens_meet_the_configured_issuer_and_audience() {
+        let a = auth_with(AuthConfig {
+            issuer: Some("https://auth.example".into()),
+            audience: Some(vec!["gateway".into()]),
+            ..config()
+        });
+        let claims = |v: serde_json::Value| serde_json::from_value::<Claims>(v).unwrap();
+        let ok = claims(json!({"iss": "https://auth.example", "aud": ["other", "gateway"]}));
+        assert_eq!(a.check_introspected(&ok), Ok(()));
+        let ok = claims(json!({"iss": "https://auth.example", "aud": "gateway"}));
+        assert_eq!(a.check_introspected(&ok), Ok(()));
+        for (c, e) in [
+            (json!({"aud": "gateway"}), AuthError::Issuer),
+            (
+                json!({"iss": "https://evil", "aud": "gateway"}),
+                AuthError::Issuer,
+            ),
+            (json!({"iss": "https://auth.example"}), AuthError::Audience),
+            (
+                json!({"iss": "https://auth.example", "aud": "other"}),
+                AuthError::Audience,
+            ),
+        ] {
+            assert_eq!(a.check_introspected(&claims(c.clone())), Err(e), "{c}");
+        }
     }
 
     #[test]

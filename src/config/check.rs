@@ -10,8 +10,9 @@ use super::{Reporter, did_you_mean};
 use crate::auth::fetch_url;
 use crate::forwarding::{KeepHeaders, TrustedProxies};
 use crate::host::Host;
-use crate::routing::Pattern;
-use std::collections::{BTreeSet, HashMap};
+use crate::routing::{Narrowing, Pattern, Router};
+use http::Method;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
@@ -285,40 +286,92 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
     }
 }
 
-/// A protected route narrowed to some methods beside a public route for
-/// the same path and host answers every other method without a token.
+/// A protected route narrowed to some methods leaves the others to whatever
+/// route matches next: warn when that is a public route (a twin with the
+/// same path, or a public catch-all), since a client changing the method
+/// (or a framework honouring an override header) reaches it without a token.
 fn warn_public_method_twins(routes: &[RouteConfig], r: &mut Reporter) {
+    const METHODS: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
     let host_of = |rt: &RouteConfig| {
         rt.host
             .as_ref()
             .map(|h| Host::parse(h).map_or_else(|_| h.to_ascii_lowercase(), |h| h.name().into()))
     };
-    for (i, protected) in routes.iter().enumerate() {
-        let Some(methods) = protected
-            .methods
-            .as_ref()
-            .filter(|_| protected.auth_required)
-        else {
+    let mut router = Router::default();
+    for (i, rt) in routes.iter().enumerate() {
+        let (Ok(p), Some(ms)) = (
+            Pattern::parse(&rt.path),
+            rt.methods
+                .as_ref()
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| Method::from_bytes(m.as_bytes()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .ok(),
+        ) else {
             continue;
         };
-        for (j, public) in routes.iter().enumerate() {
-            let other_methods = match &public.methods {
-                None => true,
-                Some(ms) => ms.iter().any(|m| !methods.contains(m)),
-            };
-            if !public.auth_required
-                && public.path == protected.path
-                && host_of(public) == host_of(protected)
-                && other_methods
-            {
-                r.warning(
-                    &format!("/routes/{i}/methods"),
-                    format!(
-                        "this route is protected only for {}; routes[{j}] (public, same path) answers the other methods without a token — narrow the public route or protect it",
-                        methods.join(", ")
-                    ),
-                );
+        let narrowing = Narrowing {
+            host: host_of(rt).map(Into::into),
+            methods: ms.map(Into::into),
+        };
+        router.insert(&p, narrowing, i as u32);
+    }
+    for (i, protected) in routes.iter().enumerate() {
+        let (Some(methods), Ok(pattern)) = (
+            protected
+                .methods
+                .as_ref()
+                .filter(|_| protected.auth_required),
+            Pattern::parse(&protected.path),
+        ) else {
+            continue;
+        };
+        // The route's own path, and one below it for a wildcard.
+        let mut probes = vec![if pattern.prefix.is_empty() {
+            "/".to_string()
+        } else {
+            pattern.prefix.clone()
+        }];
+        if pattern.wildcard {
+            probes.push(format!("{}/x", pattern.prefix));
+        }
+        let host = host_of(protected);
+        let mut public: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        for m in METHODS
+            .iter()
+            .filter(|m| !methods.iter().any(|x| x == m.as_str()))
+        {
+            for path in &probes {
+                if let Some(j) = router.lookup(path, host.as_deref(), m)
+                    && !routes[j as usize].auth_required
+                {
+                    let list = public.entry(j as usize).or_default();
+                    if !list.contains(&m.as_str()) {
+                        list.push(m.as_str());
+                    }
+                }
             }
+        }
+        for (j, others) in public {
+            r.warning(
+                &format!("/routes/{i}/methods"),
+                format!(
+                    "this route is protected only for {}; routes[{j}] (public) answers {} on its paths without a token — narrow the public route or protect it",
+                    methods.join(", "),
+                    others.join(", ")
+                ),
+            );
         }
     }
 }
