@@ -77,10 +77,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             flag: draining.clone(),
         },
     ));
+    crate::upstream::set_per_thread_pools(!config.server.work_stealing);
     let proxy_app = pingora_proxy::http_proxy(
         &server.configuration,
         Gateway::new(table.clone(), draining.clone()),
     );
+    crate::proxy::set_unexpected_data_counter(proxy_app.unexpected_data_connection_counter());
     let mut proxy = Service::new(
         "pingora-gateway".to_string(),
         ParkIdle::new(

@@ -4,6 +4,14 @@
 //! Peers (address plus timeouts) are prepared when the config is compiled;
 //! a request only selects one and clones it. Connection pooling is Pingora's:
 //! connections are keyed by peer, so they are reused across config reloads.
+//!
+//! Reuse is narrowed per server ([`ServerState`]): the pool key carries the
+//! worker thread (without work stealing, a pooled connection can only be
+//! taken back on the thread whose runtime watches it) and an epoch that a
+//! desync bumps (connections pooled before it are never taken again); a
+//! server that sent unexpected data has pooling suspended for
+//! [`SUSPEND_POOLING`]; the server's `Keep-Alive: timeout` shortens the idle
+//! time of its pooled connections.
 
 use crate::health::Checker;
 use pingora_core::protocols::l4::socket::SocketAddr;
@@ -14,8 +22,128 @@ use pingora_load_balancing::{Backend, Backends, HealthRegistry, LoadBalancer};
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a server that sent data nobody asked for gets no pooled connections.
+pub const SUSPEND_POOLING: Duration = Duration::from_secs(60);
+
+/// The pool key of connections that are never returned to the pool (they
+/// carry `Connection: close`), so looking it up never finds one.
+pub const NO_POOL: u64 = u64::MAX;
+
+/// Whether pooled connections are kept per worker thread (set once at start
+/// from `server.work_stealing: false`).
+static PER_THREAD_POOLS: AtomicBool = AtomicBool::new(false);
+
+/// Called once at start: without work stealing, each worker thread's runtime
+/// watches the connections it pooled, and taking one from another thread
+/// races that watch (Pingora's "failed to acquire reusable stream": the
+/// connection is closed and a new one made). One pool key per thread avoids it.
+pub fn set_per_thread_pools(on: bool) {
+    PER_THREAD_POOLS.store(on, Ordering::Relaxed);
+}
+
+/// A small number per worker thread (0 when pools are shared).
+fn thread_slot() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static SLOT: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    if PER_THREAD_POOLS.load(Ordering::Relaxed) {
+        SLOT.with(|s| *s)
+    } else {
+        0
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock (never 0).
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// What a request learns about a server and later requests act on. Atomics
+/// only: read on every request, written on rare events.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Bumped on a desync: part of the pool key, so connections pooled before
+    /// are never taken again.
+    epoch: AtomicU64,
+    /// Pooling suspended until this time ([`now_ms`]); 0: not suspended.
+    suspended_until: AtomicU64,
+    /// The server's last `Keep-Alive: timeout`, in ms; 0: none seen.
+    keepalive_ms: AtomicU64,
+    /// `gateway_upstream_desync_total{upstream,server}`.
+    desync: prometheus::IntCounter,
+}
+
+impl ServerState {
+    fn new(desync: prometheus::IntCounter) -> Self {
+        ServerState {
+            epoch: AtomicU64::new(0),
+            suspended_until: AtomicU64::new(0),
+            keepalive_ms: AtomicU64::new(0),
+            desync,
+        }
+    }
+
+    /// Whether pooling is suspended now.
+    pub fn suspended(&self) -> bool {
+        let until = self.suspended_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if now_ms() < until {
+            return true;
+        }
+        let _ =
+            self.suspended_until
+                .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
+    }
+
+    /// The pool key for a request that may reuse a connection.
+    pub fn pool_key(&self) -> u64 {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        // Distinct (thread, epoch) pairs give distinct keys, never NO_POOL.
+        (thread_slot() << 32 | (epoch & 0xffff_ffff)) & !(1 << 63)
+    }
+
+    /// Records data that belongs to no request on a connection to this
+    /// server: counted, connections pooled so far abandoned, pooling
+    /// suspended for [`SUSPEND_POOLING`]. Returns whether this started a
+    /// suspension (the caller logs once per suspension).
+    pub fn desync(&self) -> bool {
+        self.desync.inc();
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        let until = now_ms() + SUSPEND_POOLING.as_millis() as u64;
+        let prev = self.suspended_until.swap(until, Ordering::Relaxed);
+        prev == 0 || prev <= now_ms()
+    }
+
+    /// Remembers the server's `Keep-Alive: timeout=N` (seconds).
+    pub fn learn_keepalive(&self, secs: u64) {
+        let ms = secs.saturating_mul(1000).min(u64::from(u32::MAX));
+        if self.keepalive_ms.load(Ordering::Relaxed) != ms {
+            self.keepalive_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// The idle time of a pooled connection: `configured`, but retired
+    /// before the server's own keep-alive timeout (1 s before it, or at
+    /// half of it when it is under 2 s).
+    pub fn idle_timeout(&self, configured: Duration) -> Duration {
+        match self.keepalive_ms.load(Ordering::Relaxed) {
+            0 => configured,
+            ms => {
+                let keep = if ms >= 2000 { ms - 1000 } else { ms / 2 };
+                configured.min(Duration::from_millis(keep.max(1)))
+            }
+        }
+    }
+}
 
 /// Timeouts of one upstream (or one route's override).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,10 +160,23 @@ pub struct UpstreamPool {
     lb: LoadBalancer<RoundRobin>,
     /// Prepared peer and health verdict per server, in config order.
     peers: Box<[(SocketAddr, HttpPeer, Arc<AtomicBool>)]>,
+    /// Reuse state per server, in config order.
+    states: Box<[ServerState]>,
     /// Servers as written, for logs and metrics labels.
     pub servers: Box<[Box<str>]>,
     pub retries: usize,
     pub timeouts: Timeouts,
+    /// `require_request_id_echo`.
+    pub require_echo: bool,
+    /// `keepalive`.
+    pub keepalive: bool,
+}
+
+/// How an upstream's connections are used (`keepalive`, `require_request_id_echo`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reuse {
+    pub keepalive: bool,
+    pub require_echo: bool,
 }
 
 impl std::fmt::Debug for UpstreamPool {
@@ -61,14 +202,17 @@ pub fn resolve(server: &str) -> Result<std::net::SocketAddr, String> {
 
 impl UpstreamPool {
     /// Builds the pool; `addrs` are the resolved `servers`, in order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         servers: &[String],
         addrs: &[std::net::SocketAddr],
         retries: usize,
         timeouts: Timeouts,
+        reuse: Reuse,
         registry: &Arc<HealthRegistry>,
         checker: &Checker,
+        desync: &prometheus::IntCounterVec,
     ) -> Self {
         let backends: BTreeSet<Backend> = addrs
             .iter()
@@ -97,13 +241,20 @@ impl UpstreamPool {
                 (addr, p, up)
             })
             .collect();
+        let states = servers
+            .iter()
+            .map(|s| ServerState::new(desync.with_label_values(&[name, s.as_str()])))
+            .collect();
         UpstreamPool {
             name: name.into(),
             lb,
             peers,
+            states,
             servers: servers.iter().map(|s| s.as_str().into()).collect(),
             retries,
             timeouts,
+            require_echo: reuse.require_echo,
+            keepalive: reuse.keepalive,
         }
     }
 
@@ -131,6 +282,14 @@ impl UpstreamPool {
             .any(|(a, _, up)| up.load(Ordering::Relaxed) && !skip(a))
     }
 
+    /// The reuse state of a server of this upstream.
+    pub fn state(&self, addr: &SocketAddr) -> Option<&ServerState> {
+        self.peers
+            .iter()
+            .position(|(a, _, _)| a == addr)
+            .map(|i| &self.states[i])
+    }
+
     /// Server label (as written in the config) for a selected address.
     pub fn server_label(&self, addr: &SocketAddr) -> &str {
         self.peers
@@ -148,4 +307,76 @@ fn futures_now<F: std::future::Future>(f: F) -> Option<F::Output> {
         Poll::Ready(v) => Some(v),
         Poll::Pending => None,
     }
+}
+
+/// Evidence that a request sent on a reused connection never reached the
+/// server's application: a duplicate of the socket (so it can still be
+/// asked after Pingora closed its copy) and the bytes the server's TCP had
+/// acknowledged before the request was written.
+///
+/// When the server closed the idle connection before the request arrived,
+/// its TCP answers the request with a reset and never acknowledges it; an
+/// application that read the request has had its TCP acknowledge it (at the
+/// latest in the FIN it sends when it closes), so an unchanged
+/// acknowledged-byte count (Linux `TCP_INFO.tcpi_bytes_acked`) when the
+/// connection turns out closed proves the request was not delivered.
+#[derive(Debug)]
+pub struct StaleProbe {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
+    #[cfg(target_os = "linux")]
+    acked: u64,
+}
+
+impl StaleProbe {
+    /// Takes the evidence before the request is written; `None` where the
+    /// platform cannot tell (then nothing is proven and nothing retried).
+    #[cfg(target_os = "linux")]
+    pub fn new(fd: std::os::fd::RawFd) -> Option<Self> {
+        use std::os::fd::FromRawFd;
+        let acked = bytes_acked(fd)?;
+        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; the new one is owned here.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return None;
+        }
+        // SAFETY: `dup` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) };
+        Some(StaleProbe { fd, acked })
+    }
+
+    #[cfg(all(unix, not(target_os = "linux")))]
+    pub fn new(_fd: std::os::fd::RawFd) -> Option<Self> {
+        None
+    }
+
+    /// Whether the server's TCP acknowledged no byte written since [`Self::new`].
+    pub fn request_unacknowledged(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            bytes_acked(self.fd.as_raw_fd()) == Some(self.acked)
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+}
+
+/// `tcpi_bytes_acked` of a TCP socket (Linux 4.1 and later).
+#[cfg(target_os = "linux")]
+fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
+    // SAFETY: tcp_info is plain old data; the kernel writes at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+    (rc == 0 && len as usize >= needed).then_some(info.tcpi_bytes_acked)
 }

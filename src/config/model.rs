@@ -135,6 +135,17 @@ pub struct UpstreamConfig {
     /// Default: 1.
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// Require the server to return the `X-Request-Id` it was sent on every
+    /// response; a missing or different id is treated as a response that
+    /// belongs to another request: 502, the connection dropped, the server's
+    /// connection pooling suspended for 60 s. Default: false.
+    #[serde(default)]
+    pub require_request_id_echo: bool,
+    /// Reuse connections to this upstream's servers (HTTP keep-alive). With
+    /// false every request gets a new connection and asks the server to close
+    /// it (`Connection: close`). Default: true.
+    #[serde(default = "default_true")]
+    pub keepalive: bool,
     /// Health-check settings for this upstream only; any subset of the global
     /// `health_check` fields, the rest inherited.
     #[serde(default)]
