@@ -457,10 +457,29 @@ impl ProxyHttp for Gateway {
         let Some(server) = ctx.server.clone() else {
             return Ok(());
         };
-        if route.upstream.require_echo
-            && resp.headers.get("x-request-id").map(|v| v.as_bytes())
-                != Some(ctx.request_id.as_bytes())
-        {
+        let state = route.upstream.state(&server);
+        let echoed = resp.headers.get("x-request-id").map(|v| v.as_bytes());
+        let mismatch = match echoed {
+            Some(id) if id == ctx.request_id.as_bytes() => {
+                if !ctx.up.reused
+                    && let Some(s) = state
+                {
+                    s.learn_echo(true);
+                }
+                false
+            }
+            // The first response on a new connection is this request's: a
+            // server that answers it with another id does not echo.
+            Some(_) if !ctx.up.reused => {
+                if let Some(s) = state {
+                    s.learn_echo(false);
+                }
+                route.upstream.require_echo
+            }
+            Some(_) => route.upstream.require_echo || state.is_some_and(|s| s.echoes()),
+            None => route.upstream.require_echo,
+        };
+        if mismatch {
             self.desync(
                 ctx,
                 &server,
@@ -473,8 +492,7 @@ impl ProxyHttp for Gateway {
             ));
         }
         one_content_length(resp)?;
-        if let (Some(secs), Some(state)) = (keepalive_timeout(resp), route.upstream.state(&server))
-        {
+        if let (Some(secs), Some(state)) = (keepalive_timeout(resp), state) {
             state.learn_keepalive(secs);
         }
         // Pingora checks the connection for stray data when it pools it, after this.
@@ -531,7 +549,10 @@ impl ProxyHttp for Gateway {
         // The response already started: an error body would corrupt it (a
         // "complete" chunked stream, a padded download). Drop the connection
         // instead, so the client sees the failure.
-        let started = session.response_written().is_some();
+        // A final response is still possible after forwarded `1xx` ones.
+        let started = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
         if started && !downstream_gone(e) {
             ctx.aborted = Some(abort_reason(e));
         }

@@ -77,7 +77,6 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             flag: draining.clone(),
         },
     ));
-    crate::upstream::set_per_thread_pools(!config.server.work_stealing);
     let proxy_app = pingora_proxy::http_proxy(
         &server.configuration,
         Gateway::new(table.clone(), draining.clone()),

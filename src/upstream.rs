@@ -5,11 +5,9 @@
 //! a request only selects one and clones it. Connection pooling is Pingora's:
 //! connections are keyed by peer, so they are reused across config reloads.
 //!
-//! Reuse is narrowed per server ([`ServerState`]): the pool key carries the
-//! worker thread (without work stealing, a pooled connection can only be
-//! taken back on the thread whose runtime watches it) and an epoch that a
-//! desync bumps (connections pooled before it are never taken again); a
-//! server that sent unexpected data has pooling suspended for
+//! Reuse is narrowed per server ([`ServerState`]): the pool key carries an
+//! epoch that a desync bumps (connections pooled before it are never taken
+//! again); a server that sent unexpected data has pooling suspended for
 //! [`SUSPEND_POOLING`]; the server's `Keep-Alive: timeout` shortens the idle
 //! time of its pooled connections.
 
@@ -23,7 +21,7 @@ use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a server that sent data nobody asked for gets no pooled connections.
@@ -33,36 +31,15 @@ pub const SUSPEND_POOLING: Duration = Duration::from_secs(60);
 /// carry `Connection: close`), so looking it up never finds one.
 pub const NO_POOL: u64 = u64::MAX;
 
-/// Whether pooled connections are kept per worker thread (set once at start
-/// from `server.work_stealing: false`).
-static PER_THREAD_POOLS: AtomicBool = AtomicBool::new(false);
-
-/// Called once at start: without work stealing, each worker thread's runtime
-/// watches the connections it pooled, and taking one from another thread
-/// races that watch (Pingora's "failed to acquire reusable stream": the
-/// connection is closed and a new one made). One pool key per thread avoids it.
-pub fn set_per_thread_pools(on: bool) {
-    PER_THREAD_POOLS.store(on, Ordering::Relaxed);
-}
-
-/// A small number per worker thread (0 when pools are shared).
-fn thread_slot() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static SLOT: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    if PER_THREAD_POOLS.load(Ordering::Relaxed) {
-        SLOT.with(|s| *s)
-    } else {
-        0
-    }
-}
-
 /// Milliseconds on a process-wide monotonic clock (never 0).
 fn now_ms() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
+
+const ECHO_UNKNOWN: u8 = 0;
+const ECHO_YES: u8 = 1;
+const ECHO_NO: u8 = 2;
 
 /// What a request learns about a server and later requests act on. Atomics
 /// only: read on every request, written on rare events.
@@ -75,6 +52,9 @@ pub struct ServerState {
     suspended_until: AtomicU64,
     /// The server's last `Keep-Alive: timeout`, in ms; 0: none seen.
     keepalive_ms: AtomicU64,
+    /// Whether the server returns the `X-Request-Id` it was sent:
+    /// `ECHO_UNKNOWN`, `ECHO_YES` or `ECHO_NO` (final).
+    echo: AtomicU8,
     /// `gateway_upstream_desync_total{upstream,server}`.
     desync: prometheus::IntCounter,
 }
@@ -85,6 +65,7 @@ impl ServerState {
             epoch: AtomicU64::new(0),
             suspended_until: AtomicU64::new(0),
             keepalive_ms: AtomicU64::new(0),
+            echo: AtomicU8::new(ECHO_UNKNOWN),
             desync,
         }
     }
@@ -104,11 +85,9 @@ impl ServerState {
         false
     }
 
-    /// The pool key for a request that may reuse a connection.
+    /// The pool key for a request that may reuse a connection (never [`NO_POOL`]).
     pub fn pool_key(&self) -> u64 {
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        // Distinct (thread, epoch) pairs give distinct keys, never NO_POOL.
-        (thread_slot() << 32 | (epoch & 0xffff_ffff)) & !(1 << 63)
+        self.epoch.load(Ordering::Relaxed) & !(1 << 63)
     }
 
     /// Records data that belongs to no request on a connection to this
@@ -121,6 +100,26 @@ impl ServerState {
         let until = now_ms() + SUSPEND_POOLING.as_millis() as u64;
         let prev = self.suspended_until.swap(until, Ordering::Relaxed);
         prev == 0 || prev <= now_ms()
+    }
+
+    /// Learns from the first response on a new connection (which is surely
+    /// this request's) whether the server echoes `X-Request-Id`. A server
+    /// once seen answering with another id is never trusted to echo.
+    pub fn learn_echo(&self, echoed: bool) {
+        let new = if echoed { ECHO_YES } else { ECHO_NO };
+        let _ = self
+            .echo
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (old != ECHO_NO && old != new).then_some(new)
+            });
+    }
+
+    /// Whether the server has been seen to echo `X-Request-Id` (and never
+    /// to answer with another one): then a response on a reused connection
+    /// with another request's id is a desync, even without
+    /// `require_request_id_echo`.
+    pub fn echoes(&self) -> bool {
+        self.echo.load(Ordering::Relaxed) == ECHO_YES
     }
 
     /// Remembers the server's `Keep-Alive: timeout=N` (seconds).
