@@ -262,9 +262,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.up.reused = reused;
-        // Pingora found data on a pooled connection of this server while
-        // this request looked for one.
-        self.check_unexpected_data(ctx, &peer._address);
+        if !ctx.up.no_pool {
+            // Pingora found data on a pooled connection of this server while
+            // this request looked for one.
+            self.check_unexpected_data(ctx, &peer._address);
+        }
         #[cfg(unix)]
         if reused && !session.req_header().method.is_idempotent() {
             ctx.up.probe = crate::upstream::StaleProbe::new(fd);
@@ -421,6 +423,9 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.map(|i| &table.routes[i]) else {
             return Ok(());
         };
+        // Any response header, interim ones included, is a byte of the response.
+        ctx.up.got_header = true;
+        ctx.up.probe = None;
         let upgrade = resp.status == StatusCode::SWITCHING_PROTOCOLS;
         if upgrade && !session.is_upgrade_req() {
             return Err(upstream_error(
@@ -448,8 +453,6 @@ impl ProxyHttp for Gateway {
             }
             return Ok(());
         }
-        ctx.up.got_header = true;
-        ctx.up.probe = None;
         let started = ctx.upstream_started.take();
         if let Some(t) = started {
             route.metrics.observe_upstream(t.elapsed());
@@ -600,7 +603,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if let Some(server) = ctx.server.clone() {
+        if let Some(server) = ctx.server.clone()
+            && !ctx.up.no_pool
+        {
             // Pingora found stray data on the connection when pooling it.
             self.check_unexpected_data(ctx, &server);
         }
@@ -1223,6 +1228,101 @@ mod tests {
         assert_eq!(rw("https://localhost:3002/x"), None);
         assert_eq!(rw("http://example.com/x"), None);
         assert_eq!(rw("/relative"), None);
+    }
+
+    fn resp(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(201, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn rewrites_201_location_content_location_and_refresh() {
+        let s = addr("127.0.0.1:3002");
+        let mut r = resp(&[
+            ("location", "http://127.0.0.1:3002/a"),
+            ("content-location", "http://localhost:3002/b?x"),
+            ("refresh", "5; URL=http://127.0.0.1:3002/c"),
+        ]);
+        rewrite_response_urls(&mut r, &s, Some("gw:80")).unwrap();
+        assert_eq!(r.headers["location"], "http://gw:80/a");
+        assert_eq!(r.headers["content-location"], "http://gw:80/b?x");
+        assert_eq!(r.headers["refresh"], "5; URL=http://gw:80/c");
+        // A 200's Location and foreign URLs are left alone.
+        let mut r = resp(&[
+            ("location", "http://127.0.0.1:3002/a"),
+            ("refresh", "5; url=https://example.com/"),
+        ]);
+        r.set_status(200).unwrap();
+        rewrite_response_urls(&mut r, &s, Some("gw:80")).unwrap();
+        assert_eq!(r.headers["location"], "http://127.0.0.1:3002/a");
+        assert_eq!(r.headers["refresh"], "5; url=https://example.com/");
+    }
+
+    #[test]
+    fn collapses_duplicate_content_length() {
+        let mut r = resp(&[("content-length", "2"), ("content-length", "2")]);
+        one_content_length(&mut r).unwrap();
+        assert_eq!(r.headers.get_all("content-length").iter().count(), 1);
+    }
+
+    #[test]
+    fn reads_the_keep_alive_timeout() {
+        let t = |v: &str| keepalive_timeout(&resp(&[("keep-alive", v)]));
+        assert_eq!(t("timeout=5"), Some(5));
+        assert_eq!(t("max=100, timeout=2"), Some(2));
+        assert_eq!(t(" Timeout = 7 "), Some(7));
+        assert_eq!(t("timeout=0"), None);
+        assert_eq!(t("timeout=x"), None);
+        assert_eq!(t("max=5"), None);
+        assert_eq!(keepalive_timeout(&resp(&[])), None);
+    }
+
+    #[test]
+    fn errors_are_logged_without_upstream_bytes() {
+        let inner = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "buf: HTTP/1.1 200 OK\\r\\nSet-Cookie: sid=SECRET",
+        );
+        let e = Error::because(ErrorType::InvalidHTTPHeader, "while reading", inner).into_up();
+        let text = SafeError(&e).to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("InvalidHTTPHeader"), "{text}");
+        assert!(text.contains("withheld"), "{text}");
+        let e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            format!("invalid Content-Length header value: {}", "9".repeat(5000)),
+        );
+        let text = SafeError(&e).to_string();
+        assert!(!text.contains("999"), "{text}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn safe_errors_are_short_and_never_carry_what_follows_buf(
+            prefix in "[ -~]{0,300}",
+            secret in "[A-Za-z0-9]{8,40}",
+            depth in 1usize..6,
+        ) {
+            let mut e = Error::explain(ErrorType::InvalidHTTPHeader, format!("{prefix}buf: {secret}"));
+            for _ in 1..depth {
+                e = Error::because(ErrorType::ReadError, format!("{prefix}buf: {secret}"), e);
+            }
+            let text = SafeError(&e).to_string();
+            proptest::prop_assert!(text.len() <= 1024, "{} bytes", text.len());
+            let leaked = format!("buf: {secret}");
+            proptest::prop_assert!(!text.contains(&leaked));
+        }
+
+        #[test]
+        fn keep_alive_parsing_never_panics(v in "[ -~]{0,64}") {
+            let mut r = ResponseHeader::build(200, None).unwrap();
+            if r.append_header("keep-alive", v.as_str()).is_ok() {
+                let _ = keepalive_timeout(&r);
+            }
+        }
     }
 
     #[test]
