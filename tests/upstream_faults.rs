@@ -431,10 +431,10 @@ async fn a_post_on_a_pooled_connection_the_server_just_closed_is_retried_only_wh
     }
     let log = gw.log();
     eprintln!(
-        "connections {} requests {} retries logged at warn: {}",
+        "POST race: {} of 300 failed; upstream connections {}, requests {}",
+        failed.len(),
         f.connections(),
-        f.requests(),
-        log.matches("Fail to proxy").count()
+        f.requests()
     );
     // Before: every stale reuse (requests − connections) was a 502. Left: a
     // request that reached the server's TCP in the instant it closed (its
@@ -493,14 +493,11 @@ async fn upstream_bytes_cookies_and_tokens_never_reach_the_log() {
 }
 
 /// 4 clients × 500 requests; returns (upstream connections, "failed to
-/// acquire reusable stream" lines).
-async fn reuse_run(work_stealing: bool) -> (u64, usize) {
+/// acquire reusable stream" lines). `work_stealing: None`: the default.
+async fn reuse_run(work_stealing: Option<bool>) -> (u64, usize) {
     let f = Faulty::start().await;
-    let gw = Gateway::start(&config(
-        &f,
-        "",
-        &format!("  work_stealing: {work_stealing}\n"),
-    ));
+    let server = work_stealing.map_or(String::new(), |w| format!("  work_stealing: {w}\n"));
+    let gw = Gateway::start(&config(&f, "", &server));
     let t = mixed_traffic(&gw, 4, 500, usize::MAX, "/ok?").await;
     assert_eq!(t.ok.load(Ordering::Relaxed), 2000, "{t:?}");
     let log = gw.log();
@@ -511,13 +508,13 @@ async fn reuse_run(work_stealing: bool) -> (u64, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn upstream_connections_are_reused_without_work_stealing() {
-    let (conns_off, errors_off) = reuse_run(false).await;
-    let (conns_on, errors_on) = reuse_run(true).await;
+async fn upstream_connections_are_reused_with_the_default_settings() {
+    let (conns, errors) = reuse_run(None).await;
+    let (conns_off, errors_off) = reuse_run(Some(false)).await;
     eprintln!(
-        "work_stealing false: {conns_off} connections, {errors_off} errors; true: {conns_on} connections, {errors_on} errors"
+        "default (work stealing): {conns} connections, {errors} errors; work_stealing false: {conns_off} connections, {errors_off} errors"
     );
-    assert_eq!(errors_off, 0);
-    // One pool per worker thread: at most 2 threads × 4 clients.
-    assert!(conns_off <= 8, "{conns_off}");
+    assert_eq!(errors, 0);
+    // At most one connection per concurrent client (and a spare).
+    assert!(conns <= 5, "{conns}");
 }

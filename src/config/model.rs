@@ -89,10 +89,14 @@ pub struct ServerConfig {
     #[schemars(range(min = 0, max = 1048576))]
     pub write_buffer_bytes: usize,
     /// Let idle worker threads take ready tasks from busy ones (Pingora's
-    /// default, tokio's multi-threaded scheduler). Default: false: each
-    /// connection stays on the thread that accepted it, like nginx's
-    /// workers: ≈5-13 % less CPU per request for bare Pingora here.
-    #[serde(default)]
+    /// default, tokio's multi-threaded scheduler). Default: true. With false
+    /// each connection stays on the thread that accepted it, like nginx's
+    /// workers, but with more than one worker thread Pingora loses most
+    /// upstream connection reuse (a pooled connection watched from another
+    /// thread cannot be taken: "failed to acquire reusable stream", a new
+    /// connection instead): 6-14 new upstream connections per 1,000
+    /// requests and no CPU saved in `benches/upstream_reuse.py`.
+    #[serde(default = "default_true")]
     pub work_stealing: bool,
     /// Seconds a client connection may stay idle between two requests before
     /// the gateway closes it (nginx's `keepalive_timeout`). Default: 60.
@@ -484,7 +488,7 @@ impl Default for ServerConfig {
             reuse_port: false,
             read_buffer_bytes: default_read_buffer(),
             keepalive_timeout_seconds: default_keepalive_timeout(),
-            work_stealing: false,
+            work_stealing: true,
             write_buffer_bytes: 0,
             config_poll_interval_seconds: default_config_poll(),
         }

@@ -239,6 +239,11 @@ async fn serve(
     let mut idle = opts.idle_close;
     loop {
         let Some(mut req) = read_head(sock, &mut buf, idle).await else {
+            // Closed for idleness: one close(), no half-close first (as a
+            // Node server's keep-alive timeout destroys its socket).
+            if let Ok(w) = Arc::try_unwrap(wr) {
+                w.into_inner().forget();
+            }
             return Ok(());
         };
         if !opts.echo {
