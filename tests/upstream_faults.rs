@@ -390,7 +390,7 @@ async fn the_upstreams_keep_alive_timeout_retires_pooled_connections_before_it()
         ..Options::default()
     })
     .await;
-    let gw = Gateway::start(&config(&f, "", ""));
+    let gw = Gateway::start(&config(&f, "", "  work_stealing: true\n"));
     let http = client();
     // Learn the server's `Keep-Alive: timeout=1`.
     let r = http.get(gw.url("/ka?n=0")).send().await.unwrap();
