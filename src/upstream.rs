@@ -379,3 +379,44 @@ fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
     (rc == 0 && len as usize >= needed).then_some(info.tcpi_bytes_acked)
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::StaleProbe;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_probe_tells_a_request_sent_after_the_close_from_one_the_server_received() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut buf = [0u8; 64];
+
+        // The server closed the idle connection before the request was sent.
+        let mut c = TcpStream::connect(addr).unwrap();
+        drop(l.accept().unwrap());
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(c.read(&mut buf).unwrap(), 0, "the server's FIN");
+        let p = StaleProbe::new(c.as_raw_fd()).expect("TCP_INFO");
+        c.write_all(b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        let reset = c.read(&mut buf);
+        assert!(reset.is_err() || reset.unwrap() == 0);
+        assert!(p.request_unacknowledged());
+
+        // The server's TCP received the request: never provably unread.
+        let mut c = TcpStream::connect(addr).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let p = StaleProbe::new(c.as_raw_fd()).expect("TCP_INFO");
+        c.write_all(b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        assert!(s.read(&mut buf).unwrap() > 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.request_unacknowledged() && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert!(!p.request_unacknowledged());
+    }
+}
