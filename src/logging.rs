@@ -192,6 +192,9 @@ pub struct AccessLine<'a> {
     pub request_id: &'a str,
     pub user: &'a str,
     pub error: &'a str,
+    /// Why the upstream's response was cut off (`closed`, `reset`,
+    /// `timeout`, `protocol`), empty when it was not.
+    pub aborted: &'a str,
 }
 
 impl AccessLine<'_> {
@@ -232,8 +235,8 @@ impl AccessLine<'_> {
             }
             let _ = write!(
                 out,
-                " status={} duration_ms={ms}.{frac:03} bytes={} request_id={:?} user={:?} error={:?}",
-                self.status, self.bytes, self.request_id, self.user, self.error
+                " status={} duration_ms={ms}.{frac:03} bytes={} request_id={:?} user={:?} error={:?} aborted={:?}",
+                self.status, self.bytes, self.request_id, self.user, self.error, self.aborted
             );
         } else {
             out.extend_from_slice(b"{\"timestamp\":\"");
@@ -258,6 +261,8 @@ impl AccessLine<'_> {
             json_str(out, self.user);
             out.extend_from_slice(b",\"error\":");
             json_str(out, self.error);
+            out.extend_from_slice(b",\"aborted\":");
+            json_str(out, self.aborted);
             out.extend_from_slice(b",\"target\":\"access\"}");
         }
         out.push(b'\n');
@@ -347,6 +352,7 @@ mod tests {
             request_id: "abc",
             user: "",
             error: "",
+            aborted: "",
         }
     }
 
@@ -372,6 +378,7 @@ mod tests {
             "request_id",
             "user",
             "error",
+            "aborted",
         ] {
             assert!(v[k].is_string(), "{k}: {v}");
         }
@@ -386,7 +393,7 @@ mod tests {
             text,
             "2026-11-26T08:00:00.000005Z  INFO access: method=GET client_ip=\"\" path=\"/a \\\"b\\\"\\n\" route=\"/a/*\" \
              upstream=\"app\" server=\"127.0.0.1:8080\" status=200 duration_ms=24.315 bytes=6 \
-             request_id=\"abc\" user=\"\" error=\"\"\n"
+             request_id=\"abc\" user=\"\" error=\"\" aborted=\"\"\n"
         );
     }
 }

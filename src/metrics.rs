@@ -41,6 +41,8 @@ pub mod names {
         "gateway_config_last_reload_success_timestamp_seconds";
     pub const CONFIG_INFO: &str = "gateway_config_info";
     pub const BUILD_INFO: &str = "gateway_build_info";
+    pub const UPSTREAM_DESYNC: &str = "gateway_upstream_desync_total";
+    pub const UPSTREAM_ABORTED: &str = "gateway_upstream_aborted_total";
 }
 
 /// The `route` (and `upstream`) label of requests that matched no route.
@@ -66,6 +68,10 @@ pub struct Metrics {
     last_reload_ok: IntGauge,
     last_reload_ts: IntGauge,
     config_info: IntGaugeVec,
+    /// Data from a server that belongs to no request, by upstream and server.
+    pub upstream_desync: IntCounterVec,
+    /// Responses the upstream did not complete, by route, upstream and reason.
+    pub upstream_aborted: IntCounterVec,
     /// Handles for requests that matched no route.
     pub unmatched: RouteMetrics,
 }
@@ -174,6 +180,16 @@ impl Metrics {
                 CONFIG_INFO,
                 "The config in force (hash of the file).",
                 &["hash"],
+            ),
+            upstream_desync: counter_vec(
+                UPSTREAM_DESYNC,
+                "Data from a server that answered no request (a stray or mismatched response, bytes on an idle connection).",
+                &["upstream", "server"],
+            ),
+            upstream_aborted: counter_vec(
+                UPSTREAM_ABORTED,
+                "Responses the upstream did not complete (cut off, timed out, broke the protocol), by route pattern, upstream and reason.",
+                &["route", "upstream", "reason"],
             ),
             registry,
             requests,

@@ -73,6 +73,35 @@ pub struct Ctx {
     identity: Option<Arc<auth::Identity>>,
     /// Request body bytes seen so far, against the route's limit.
     body_bytes: u64,
+    /// Upstream side of the current attempt (see [`Attempt`]).
+    up: Attempt,
+    /// The next attempt must use a new connection that is not pooled
+    /// (a response on a pooled one did not belong to this request).
+    fresh: bool,
+    /// Why the upstream's response was cut off, for the access line and
+    /// `gateway_upstream_aborted_total`.
+    aborted: Option<&'static str>,
+}
+
+/// What the gateway tracks about one attempt to get a response from a server.
+#[derive(Default)]
+struct Attempt {
+    /// The connection is not pooled afterwards (`Connection: close` is sent).
+    no_pool: bool,
+    /// The connection came from the pool.
+    reused: bool,
+    /// Pingora's count of pooled connections found with unexpected data, when
+    /// this attempt took its connection or got its response header.
+    unexpected_base: u64,
+    /// `1xx` responses seen.
+    informational: u8,
+    /// The final response header arrived.
+    got_header: bool,
+    /// This attempt failed because the response belonged to another request.
+    desync: bool,
+    /// Proof material that a request on a reused connection never reached
+    /// the server (non-idempotent requests only).
+    probe: Option<crate::upstream::StaleProbe>,
 }
 
 impl Drop for Ctx {
@@ -110,6 +139,9 @@ impl ProxyHttp for Gateway {
             peer_trusted: false,
             identity: None,
             body_bytes: 0,
+            up: Attempt::default(),
+            fresh: false,
+            aborted: None,
         }
     }
 
@@ -247,9 +279,51 @@ impl ProxyHttp for Gateway {
         let mut peer = Box::new(peer.clone());
         peer.options.read_timeout = Some(route.timeouts.read);
         peer.options.write_timeout = Some(route.timeouts.write);
+        // Which pooled connections this request may take (see upstream.rs).
+        let state = route.upstream.state(&peer._address);
+        let pooled =
+            route.upstream.keepalive && !ctx.fresh && !state.is_some_and(|s| s.suspended());
+        if pooled {
+            if let Some(s) = state {
+                peer.group_key = s.pool_key();
+                peer.options.idle_timeout = Some(s.idle_timeout(route.upstream.timeouts.idle));
+            }
+        } else {
+            peer.group_key = crate::upstream::NO_POOL;
+        }
+        ctx.up = Attempt {
+            no_pool: !pooled,
+            unexpected_base: unexpected_data_count(),
+            ..Attempt::default()
+        };
         ctx.server = Some(peer._address.clone());
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.up.reused = reused;
+        if !ctx.up.no_pool {
+            // Pingora found data on a pooled connection of this server while
+            // this request looked for one.
+            self.check_unexpected_data(ctx, &peer._address);
+        }
+        #[cfg(unix)]
+        if reused && !session.req_header().method.is_idempotent() {
+            ctx.up.probe = crate::upstream::StaleProbe::new(fd);
+        }
+        #[cfg(windows)]
+        let _ = session;
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -269,15 +343,33 @@ impl ProxyHttp for Gateway {
             ctx.table.health.report_connect_failure(&peer._address);
         }
         ctx.failed.push(peer._address.clone());
-        e.set_retry(self.another_server_left(ctx));
+        let retry = self.another_server_left(ctx);
+        if retry {
+            tracing::warn!(
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+                server = %peer._address,
+                error = %SafeError(&e),
+                "cannot connect to the server, trying another"
+            );
+        }
+        e.set_retry(retry);
         e
     }
 
-    /// An error after the request went out. A stale pooled connection is
-    /// retried (Pingora's policy); beyond it, an idempotent request with no
-    /// unbuffered body and nothing answered yet is retried on another server
-    /// of the upstream after a connection failure (not after a timeout), as
-    /// nginx's `proxy_next_upstream error` does. Never anything else.
+    /// An error after the request went out.
+    ///
+    /// - A response that belonged to another request (see
+    ///   `upstream_response_filter`): an idempotent request is retried once on
+    ///   a new, unpooled connection.
+    /// - A pooled connection that turned out dead before any byte of the
+    ///   response (closed or reset): an idempotent request is retried (the
+    ///   usual keep-alive race); any other request only when the server's TCP
+    ///   acknowledged no byte of it ([`crate::upstream::StaleProbe`]), so it
+    ///   provably never reached the application.
+    /// - Beyond that, an idempotent request with no unbuffered body and
+    ///   nothing answered yet is retried on another server of the upstream
+    ///   after a connection failure (not after a timeout), as nginx's
+    ///   `proxy_next_upstream error` does. Never anything else.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -286,21 +378,69 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        let replayable = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated()
-            && session.response_written().is_none();
+        // Our own refusal (a body over the limit) is final, never retried.
+        if matches!(e.etype(), ErrorType::HTTPStatus(413)) {
+            e.set_retry(false);
+            return e;
+        }
+        let probe = ctx.up.probe.take();
+        let idempotent = session.req_header().method.is_idempotent();
+        let body_kept = !session.as_ref().retry_buffer_truncated();
+        let unanswered = session.response_written().is_none();
+        let replayable = idempotent && body_kept && unanswered;
+        let request_id = ctx.request_id.to_str().unwrap_or("");
+        if ctx.up.desync {
+            let retry = replayable && !ctx.fresh;
+            ctx.fresh = true;
+            e.set_retry(retry);
+            return e;
+        }
         let timed_out = matches!(
             e.etype(),
             ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
         );
+        let dead_before_response = client_reused
+            && !ctx.up.got_header
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if client_reused
+            && !ctx.up.got_header
+            && e.esource() == &pingora_error::ErrorSource::Upstream
+            && matches!(e.etype(), ErrorType::InvalidHTTPHeader | ErrorType::H1Error)
+        {
+            // Bytes that are no response to this request where its response
+            // should start: left over from an earlier exchange.
+            self.desync(ctx, &peer._address, "garbage where a response should start");
+            let retry = replayable && !ctx.fresh;
+            ctx.fresh = true;
+            e.set_retry(retry);
+            return e;
+        }
         let retries = ctx.route().map_or(0, |r| r.upstream.retries);
-        if !replayable {
+        if dead_before_response && unanswered && body_kept {
+            let proven = idempotent
+                || (e.retry == pingora_error::RetryType::ReusedOnly
+                    || e.etype() == &ErrorType::WriteError)
+                    && probe.is_some_and(|p| p.request_unacknowledged());
+            if proven {
+                tracing::debug!(request_id, server = %peer._address, error = %SafeError(&e), "pooled connection was closed by the server, retrying on another");
+                e.set_retry(true);
+            } else {
+                e.set_retry(false);
+            }
+        } else if !replayable {
             e.set_retry(false);
         } else if client_reused {
             e.retry.decide_reuse(true);
         } else if !timed_out && ctx.failed.len() < retries {
             ctx.failed.push(peer._address.clone());
-            e.set_retry(self.another_server_left(ctx));
+            let retry = self.another_server_left(ctx);
+            if retry {
+                tracing::warn!(request_id, server = %peer._address, error = %SafeError(&e), "upstream failed, trying another server");
+            }
+            e.set_retry(retry);
         } else {
             e.set_retry(false);
         }
@@ -343,6 +483,9 @@ impl ProxyHttp for Gateway {
                 req.insert_header(name.clone(), value.clone())?;
             }
         }
+        if ctx.up.no_pool && !req.headers.contains_key(header::UPGRADE) {
+            req.insert_header(header::CONNECTION, "close")?;
+        }
         Ok(())
     }
 
@@ -373,17 +516,106 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if !resp.status.is_informational() {
-            let started = ctx.upstream_started.take();
-            if let (Some(route), Some(t)) = (ctx.route(), started) {
-                route.metrics.observe_upstream(t.elapsed());
-            }
+        let table = ctx.table.clone();
+        let Some(route) = ctx.route.map(|i| &table.routes[i]) else {
+            return Ok(());
+        };
+        // Any response header, interim ones included, is a byte of the response.
+        ctx.up.got_header = true;
+        ctx.up.probe = None;
+        let upgrade = resp.status == StatusCode::SWITCHING_PROTOCOLS;
+        if upgrade && !session.is_upgrade_req() {
+            return Err(upstream_error(
+                ErrorType::InvalidHTTPHeader,
+                "101 Switching Protocols to a request that asked for no upgrade",
+            ));
         }
+        if resp.status.is_informational() && !upgrade {
+            // A few interim responses, within the read timeout, then the real one.
+            ctx.up.informational = ctx.up.informational.saturating_add(1);
+            if ctx.up.informational > MAX_INFORMATIONAL {
+                return Err(upstream_error(
+                    ErrorType::InvalidHTTPHeader,
+                    "too many 1xx responses",
+                ));
+            }
+            if ctx
+                .upstream_started
+                .is_some_and(|t| t.elapsed() >= route.timeouts.read)
+            {
+                return Err(upstream_error(
+                    ErrorType::ReadTimedout,
+                    "no final response within the read timeout (1xx responses only)",
+                ));
+            }
+            return Ok(());
+        }
+        let started = ctx.upstream_started.take();
+        if let Some(t) = started {
+            route.metrics.observe_upstream(t.elapsed());
+        }
+        let Some(server) = ctx.server.clone() else {
+            return Ok(());
+        };
+        let state = route.upstream.state(&server);
+        let echoed = resp.headers.get("x-request-id").map(|v| v.as_bytes());
+        let mismatch = match echoed {
+            Some(id) if id == ctx.request_id.as_bytes() => {
+                if !ctx.up.reused
+                    && let Some(s) = state
+                {
+                    s.learn_echo(true);
+                }
+                false
+            }
+            // The first response on a new connection is this request's: a
+            // server that answers it with another id does not echo.
+            Some(_) if !ctx.up.reused => {
+                if let Some(s) = state {
+                    s.learn_echo(false);
+                }
+                route.upstream.require_echo
+            }
+            Some(_) => route.upstream.require_echo || state.is_some_and(|s| s.echoes()),
+            None => route.upstream.require_echo,
+        };
+        if mismatch {
+            self.desync(
+                ctx,
+                &server,
+                "response carries another request's X-Request-Id",
+            );
+            ctx.up.desync = true;
+            return Err(upstream_error(
+                ErrorType::InvalidHTTPHeader,
+                "response X-Request-Id does not match the request",
+            ));
+        }
+        one_content_length(resp)?;
+        if let (Some(secs), Some(state)) = (keepalive_timeout(resp), state) {
+            state.learn_keepalive(secs);
+        }
+        // Pingora checks the connection for stray data when it pools it, after this.
+        ctx.up.unexpected_base = unexpected_data_count();
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            // Pingora checks the connection for stray data when it pools it, after this.
+            ctx.up.unexpected_base = unexpected_data_count();
+        }
+        Ok(None)
     }
 
     async fn response_filter(
@@ -393,12 +625,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         add_gateway_headers(resp, ctx)?;
-        if resp.status.is_redirection()
-            && let (Some(server), Some(loc)) = (&ctx.server, resp.headers.get(header::LOCATION))
-            && let Some(new) =
-                rewrite_location(loc.as_bytes(), server, ctx.host.as_ref().map(Host::as_str))
-        {
-            resp.insert_header(header::LOCATION, new)?;
+        if let Some(server) = &ctx.server {
+            rewrite_response_urls(resp, server, ctx.host.as_ref().map(Host::as_str))?;
         }
         Ok(())
     }
@@ -408,12 +636,30 @@ impl ProxyHttp for Gateway {
         true
     }
 
+    /// Retries are logged by `fail_to_connect` / `error_while_proxy` (a normal
+    /// stale-connection retry at debug), without upstream bytes.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &Ctx,
+        _error: &Error,
+        _context: pingora_proxy::ProxyWarnLogContext,
+    ) -> bool {
+        true
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, msg) = error_status(e);
         // The response already started: an error body would corrupt it (a
         // "complete" chunked stream, a padded download). Drop the connection
         // instead, so the client sees the failure.
-        let started = session.response_written().is_some();
+        // A final response is still possible after forwarded `1xx` ones.
+        let started = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
+        if started && !downstream_gone(e) {
+            ctx.aborted = Some(abort_reason(e));
+        }
         let route = ctx.route();
         let server = match (route, &ctx.server) {
             (Some(r), Some(s)) => r.upstream.server_label(s),
@@ -421,12 +667,18 @@ impl ProxyHttp for Gateway {
         };
         let request_id = ctx.request_id.to_str().unwrap_or("");
         let (route_label, upstream) = route.map_or(("", ""), |r| (&*r.pattern, &*r.upstream.name));
+        let error = SafeError(e);
         if downstream_gone(e) {
-            tracing::info!(request_id, route = route_label, error = %e, "client went away");
+            tracing::info!(request_id, route = route_label, error = %error, "client went away");
+        } else if started {
+            // The client has a status already and gets a cut-off response.
+            let reason = ctx.aborted.unwrap_or("");
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            tracing::error!(request_id, route = route_label, upstream, server, status, reason, error = %error, "upstream response cut off");
         } else if status.is_server_error() {
-            tracing::error!(request_id, route = route_label, upstream, server, status = status.as_u16(), error = %e, "request failed");
+            tracing::error!(request_id, route = route_label, upstream, server, status = status.as_u16(), error = %error, "request failed");
         } else {
-            tracing::warn!(request_id, route = route_label, status = status.as_u16(), error = %e, "request failed");
+            tracing::warn!(request_id, route = route_label, status = status.as_u16(), error = %error, "request failed");
         }
         let mut extra: Vec<(header::HeaderName, HeaderValue)> = vec![];
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -452,6 +704,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(server) = ctx.server.clone()
+            && !ctx.up.no_pool
+        {
+            // Pingora found stray data on the connection when pooling it.
+            self.check_unexpected_data(ctx, &server);
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let path = ctx.logged_path.as_deref().unwrap_or_else(|| req.uri.path());
@@ -460,6 +718,13 @@ impl ProxyHttp for Gateway {
         route
             .map_or(&ctx.table.metrics.unmatched, |r| &r.metrics)
             .observe(&req.method, status, elapsed);
+        if let (Some(reason), Some(r)) = (ctx.aborted, route) {
+            ctx.table
+                .metrics
+                .upstream_aborted
+                .with_label_values(&[&*r.pattern, &*r.upstream.name, reason])
+                .inc();
+        }
         if !ctx.table.access_log {
             return;
         }
@@ -480,6 +745,7 @@ impl ProxyHttp for Gateway {
             request_id: ctx.request_id.to_str().unwrap_or(""),
             user: ctx.subject.as_deref().unwrap_or(""),
             error: e.map(|e| e.etype().as_str()).unwrap_or(""),
+            aborted: ctx.aborted.unwrap_or(""),
         }
         .emit();
     }
@@ -616,7 +882,163 @@ pub async fn respond_error(
     Ok(())
 }
 
+/// At most this many `1xx` responses before the final one.
+const MAX_INFORMATIONAL: u8 = 4;
+
+/// Pingora's count of pooled connections found holding unexpected data
+/// (set once at start, see [`set_unexpected_data_counter`]).
+static UNEXPECTED_DATA: std::sync::OnceLock<Arc<AtomicU64>> = std::sync::OnceLock::new();
+
+/// Hands the gateway Pingora's connector counter of pooled connections
+/// found with unexpected data (`HttpProxy::unexpected_data_connection_counter`).
+pub fn set_unexpected_data_counter(c: Arc<AtomicU64>) {
+    let _ = UNEXPECTED_DATA.set(c);
+}
+
+fn unexpected_data_count() -> u64 {
+    UNEXPECTED_DATA
+        .get()
+        .map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// An error the upstream's response caused.
+fn upstream_error(kind: ErrorType, why: &'static str) -> Box<Error> {
+    Error::explain(kind, why).into_up()
+}
+
+/// Why a started response was cut off (`aborted` in the access line).
+fn abort_reason(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::ConnectionClosed => "closed",
+        ErrorType::ReadError => "reset",
+        _ if e.esource() == &pingora_error::ErrorSource::Upstream => "protocol",
+        _ => "error",
+    }
+}
+
+/// Collapses repeated `Content-Length` headers to one (Pingora accepts
+/// identical duplicates and rejects different ones).
+fn one_content_length(resp: &mut ResponseHeader) -> Result<()> {
+    let mut all = resp.headers.get_all(header::CONTENT_LENGTH).iter();
+    if let (Some(first), Some(_)) = (all.next(), all.next()) {
+        let first = first.clone();
+        resp.insert_header(header::CONTENT_LENGTH, first)?;
+    }
+    Ok(())
+}
+
+/// `timeout=N` of the response's `Keep-Alive` header, in seconds.
+fn keepalive_timeout(resp: &ResponseHeader) -> Option<u64> {
+    let v = resp.headers.get("keep-alive")?.to_str().ok()?;
+    v.split(',').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("timeout") {
+            v.trim().parse().ok().filter(|n| *n > 0)
+        } else {
+            None
+        }
+    })
+}
+
+/// An error for logs: its kind, source and short context, never the raw
+/// upstream bytes Pingora puts in some contexts (`buf: ...`, header values),
+/// at most a few hundred bytes.
+pub struct SafeError<'a>(pub &'a Error);
+
+impl std::fmt::Display for SafeError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut e = self.0;
+        for depth in 0..4 {
+            if depth > 0 {
+                f.write_str(" cause: ")?;
+            }
+            write!(f, "{} {}", e.esource().as_str(), e.etype().as_str())?;
+            if let Some(c) = e.context.as_ref() {
+                f.write_str(" context: ")?;
+                write_safe_context(f, c.as_str())?;
+            }
+            match e.cause.as_ref() {
+                Some(c) => match c.downcast_ref::<Box<Error>>() {
+                    Some(inner) => e = inner,
+                    None => {
+                        f.write_str(" cause: ")?;
+                        let text = c.to_string();
+                        return write_safe_context(f, &text);
+                    }
+                },
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a context string up to the first place upstream bytes can start
+/// (`buf:`, `value:`), printable ASCII only, at most 120 bytes.
+fn write_safe_context(f: &mut std::fmt::Formatter<'_>, c: &str) -> std::fmt::Result {
+    let mut end = c.len();
+    for marker in ["buf:", "value:", "Cookie", "cookie", "Bearer", "bearer"] {
+        if let Some(i) = c.find(marker) {
+            end = end.min(
+                i + if marker.ends_with(':') {
+                    marker.len()
+                } else {
+                    0
+                },
+            );
+        }
+    }
+    let cut = end < c.len();
+    for (n, ch) in c[..end].chars().enumerate() {
+        if n >= 120 {
+            return f.write_str("…");
+        }
+        let ch = if ch.is_ascii_graphic() || ch == ' ' {
+            ch
+        } else {
+            '?'
+        };
+        write!(f, "{ch}")?;
+    }
+    if cut {
+        f.write_str(" (upstream bytes withheld)")?;
+    }
+    Ok(())
+}
+
 impl Gateway {
+    /// Records a desync on `server` of this request's upstream: counted,
+    /// the server's pooled connections abandoned and pooling suspended;
+    /// logged once per suspension.
+    fn desync(&self, ctx: &Ctx, server: &SocketAddr, what: &'static str) {
+        let Some(route) = ctx.route() else { return };
+        let Some(state) = route.upstream.state(server) else {
+            return;
+        };
+        if state.desync() {
+            tracing::warn!(
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+                upstream = %route.upstream.name,
+                server = route.upstream.server_label(server),
+                what,
+                suspend_seconds = crate::upstream::SUSPEND_POOLING.as_secs(),
+                "server sent data that answers no request: its connections are not reused for a while"
+            );
+        }
+    }
+
+    /// Attributes a rise of Pingora's unexpected-data count since this
+    /// attempt's last look to `server` (Pingora tests a pooled connection
+    /// for stray bytes when it pools it and when it takes it).
+    fn check_unexpected_data(&self, ctx: &mut Ctx, server: &SocketAddr) {
+        let now = unexpected_data_count();
+        if now > ctx.up.unexpected_base {
+            ctx.up.unexpected_base = now;
+            self.desync(ctx, server, "bytes on an idle pooled connection");
+        }
+    }
+
     /// Whether this request's upstream has a healthy server it has not failed
     /// on yet, within the upstream's `retries`.
     fn another_server_left(&self, ctx: &Ctx) -> bool {
@@ -780,6 +1202,53 @@ fn declared_length(req: &RequestHeader) -> Option<u64> {
         .ok()
 }
 
+/// Rewrites URLs of a response that point at the upstream server itself to
+/// the host the client used: `Location` of a redirect or a `201 Created`,
+/// `Content-Location`, and the `url=` of `Refresh`.
+pub fn rewrite_response_urls(
+    resp: &mut ResponseHeader,
+    server: &SocketAddr,
+    client_host: Option<&str>,
+) -> Result<()> {
+    if client_host.is_none() {
+        return Ok(());
+    }
+    if (resp.status.is_redirection() || resp.status == StatusCode::CREATED)
+        && let Some(new) = resp
+            .headers
+            .get(header::LOCATION)
+            .and_then(|v| rewrite_location(v.as_bytes(), server, client_host))
+    {
+        resp.insert_header(header::LOCATION, new)?;
+    }
+    if let Some(new) = resp
+        .headers
+        .get(header::CONTENT_LOCATION)
+        .and_then(|v| rewrite_location(v.as_bytes(), server, client_host))
+    {
+        resp.insert_header(header::CONTENT_LOCATION, new)?;
+    }
+    if let Some(new) = resp
+        .headers
+        .get(header::REFRESH)
+        .and_then(|v| rewrite_refresh(v.as_bytes(), server, client_host))
+    {
+        resp.insert_header(header::REFRESH, new)?;
+    }
+    Ok(())
+}
+
+/// `Refresh: 5; url=http://127.0.0.1:3002/x` with the URL rewritten as
+/// [`rewrite_location`] does.
+fn rewrite_refresh(v: &[u8], server: &SocketAddr, client_host: Option<&str>) -> Option<String> {
+    let v = std::str::from_utf8(v).ok()?;
+    let lower = v.to_ascii_lowercase();
+    let i = lower.find("url=")? + 4;
+    let url = v[i..].trim().trim_matches(['"', '\'']);
+    let new = rewrite_location(url.as_bytes(), server, client_host)?;
+    Some(format!("{}{new}", &v[..i]))
+}
+
 /// Rewrites a `Location` pointing at the upstream server itself (as Next.js
 /// emits `http://localhost:3002/...`) to the host the client used, as nginx's
 /// `proxy_redirect default` does. Other locations are left alone.
@@ -890,6 +1359,101 @@ mod tests {
         assert_eq!(rw("https://localhost:3002/x"), None);
         assert_eq!(rw("http://example.com/x"), None);
         assert_eq!(rw("/relative"), None);
+    }
+
+    fn resp(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(201, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn rewrites_201_location_content_location_and_refresh() {
+        let s = addr("127.0.0.1:3002");
+        let mut r = resp(&[
+            ("location", "http://127.0.0.1:3002/a"),
+            ("content-location", "http://localhost:3002/b?x"),
+            ("refresh", "5; URL=http://127.0.0.1:3002/c"),
+        ]);
+        rewrite_response_urls(&mut r, &s, Some("gw:80")).unwrap();
+        assert_eq!(r.headers["location"], "http://gw:80/a");
+        assert_eq!(r.headers["content-location"], "http://gw:80/b?x");
+        assert_eq!(r.headers["refresh"], "5; URL=http://gw:80/c");
+        // A 200's Location and foreign URLs are left alone.
+        let mut r = resp(&[
+            ("location", "http://127.0.0.1:3002/a"),
+            ("refresh", "5; url=https://example.com/"),
+        ]);
+        r.set_status(200).unwrap();
+        rewrite_response_urls(&mut r, &s, Some("gw:80")).unwrap();
+        assert_eq!(r.headers["location"], "http://127.0.0.1:3002/a");
+        assert_eq!(r.headers["refresh"], "5; url=https://example.com/");
+    }
+
+    #[test]
+    fn collapses_duplicate_content_length() {
+        let mut r = resp(&[("content-length", "2"), ("content-length", "2")]);
+        one_content_length(&mut r).unwrap();
+        assert_eq!(r.headers.get_all("content-length").iter().count(), 1);
+    }
+
+    #[test]
+    fn reads_the_keep_alive_timeout() {
+        let t = |v: &str| keepalive_timeout(&resp(&[("keep-alive", v)]));
+        assert_eq!(t("timeout=5"), Some(5));
+        assert_eq!(t("max=100, timeout=2"), Some(2));
+        assert_eq!(t(" Timeout = 7 "), Some(7));
+        assert_eq!(t("timeout=0"), None);
+        assert_eq!(t("timeout=x"), None);
+        assert_eq!(t("max=5"), None);
+        assert_eq!(keepalive_timeout(&resp(&[])), None);
+    }
+
+    #[test]
+    fn errors_are_logged_without_upstream_bytes() {
+        let inner = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "buf: HTTP/1.1 200 OK\\r\\nSet-Cookie: sid=SECRET",
+        );
+        let e = Error::because(ErrorType::InvalidHTTPHeader, "while reading", inner).into_up();
+        let text = SafeError(&e).to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("InvalidHTTPHeader"), "{text}");
+        assert!(text.contains("withheld"), "{text}");
+        let e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            format!("invalid Content-Length header value: {}", "9".repeat(5000)),
+        );
+        let text = SafeError(&e).to_string();
+        assert!(!text.contains("999"), "{text}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn safe_errors_are_short_and_never_carry_what_follows_buf(
+            prefix in "[ -~]{0,300}",
+            secret in "[A-Za-z0-9]{8,40}",
+            depth in 1usize..6,
+        ) {
+            let mut e = Error::explain(ErrorType::InvalidHTTPHeader, format!("{prefix}buf: {secret}"));
+            for _ in 1..depth {
+                e = Error::because(ErrorType::ReadError, format!("{prefix}buf: {secret}"), e);
+            }
+            let text = SafeError(&e).to_string();
+            proptest::prop_assert!(text.len() <= 1024, "{} bytes", text.len());
+            let leaked = format!("buf: {secret}");
+            proptest::prop_assert!(!text.contains(&leaked));
+        }
+
+        #[test]
+        fn keep_alive_parsing_never_panics(v in "[ -~]{0,64}") {
+            let mut r = ResponseHeader::build(200, None).unwrap();
+            if r.append_header("keep-alive", v.as_str()).is_ok() {
+                let _ = keepalive_timeout(&r);
+            }
+        }
     }
 
     #[test]

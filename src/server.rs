@@ -81,6 +81,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         &server.configuration,
         Gateway::new(table.clone(), draining.clone()),
     );
+    crate::proxy::set_unexpected_data_counter(proxy_app.unexpected_data_connection_counter());
     let mut proxy = Service::new(
         "pingora-gateway".to_string(),
         ParkIdle::new(

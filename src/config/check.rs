@@ -136,6 +136,8 @@ fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
         write_timeout_seconds: _,
         idle_timeout_seconds: _,
         retries: _,
+        require_request_id_echo: _,
+        keepalive: _,
         health_check,
     } = u;
     if servers.is_empty() {

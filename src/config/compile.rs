@@ -94,6 +94,8 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             write_timeout_seconds,
             idle_timeout_seconds,
             retries,
+            require_request_id_echo,
+            keepalive,
             health_check,
         } = u;
         let hc = effective_health_check(&config.health_check, health_check.as_ref());
@@ -137,8 +139,13 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             &addrs,
             *retries,
             timeouts,
+            crate::upstream::Reuse {
+                keepalive: *keepalive,
+                require_echo: *require_request_id_echo,
+            },
             &ctx.health,
             &ctx.checker,
+            &ctx.metrics.upstream_desync,
         );
         upstreams.insert(name.clone(), Arc::new(pool));
     }

@@ -6,6 +6,7 @@
 //! `SO_REUSEPORT`; the gateway binds the same port with `server.reuse_port`.
 #![allow(dead_code)]
 
+pub mod faulty;
 pub mod oidc;
 pub mod ws;
 
