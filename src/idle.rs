@@ -20,6 +20,16 @@
 //! one request to the next, and idle connections closed when the service
 //! shuts down (`cleanup`). HTTP/2, TLS and custom protocols are handed to the
 //! proxy untouched (the gateway enables none of them).
+//!
+//! The whole request head is read here before it is handed over (see
+//! [`read_head`]): it must end (blank line) within
+//! `server.request_header_timeout_seconds` of its first byte (else `408` and
+//! close) and within `server.max_request_header_bytes` (else `431` and close);
+//! the buffer starts at 4 KiB and grows, by copying, only up to that cap.
+//! Pingora then parses the complete head from its prefix without reading
+//! again. Each accepted connection first takes a place under the connection
+//! caps ([`crate::downstream::ConnLimits`]); a head Pingora refuses while
+//! parsing is counted (see [`crate::downstream`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,8 +42,10 @@ use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::Stream;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+
+use crate::downstream::{ConnLimits, Counters, REACHED_PROXY};
 
 /// How long a connection may sit idle between requests, unless configured
 /// (Pingora's default).
@@ -47,11 +59,42 @@ const HEADER_BUFFER: usize = 4096;
 /// rarely touch the same lock.
 const SHARDS: usize = 16;
 
+/// Default `server.request_header_timeout_seconds`.
+pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
+/// Default `server.max_request_header_bytes`.
+pub const MAX_HEADER_BYTES: usize = 65536;
+/// After a `408`/`431`, how long the rest of what the client sends is read
+/// and dropped before the socket closes (so that the close does not reset
+/// the connection before the client read the answer), and how much of it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Limits on one request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// The whole head must arrive within this, from its first byte.
+    pub timeout: Duration,
+    /// The head may take at most this many bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            timeout: Duration::from_secs(HEADER_TIMEOUT_SECONDS),
+            max_bytes: MAX_HEADER_BYTES,
+        }
+    }
+}
+
 /// A listening application that parks idle HTTP/1 connections; see the
 /// module documentation.
 pub struct ParkIdle<A> {
     inner: Arc<A>,
     keepalive: Duration,
+    head: HeadLimits,
+    limits: Option<Arc<ConnLimits>>,
+    counters: Option<Arc<Counters>>,
     shutdown: Shutdown,
 }
 
@@ -61,8 +104,27 @@ impl<A> ParkIdle<A> {
         ParkIdle {
             inner: Arc::new(inner),
             keepalive: keepalive.max(Duration::from_secs(1)),
+            head: HeadLimits::default(),
+            limits: None,
+            counters: None,
             shutdown: Shutdown::default(),
         }
+    }
+
+    /// Limits on each request head.
+    pub fn with_head_limits(mut self, head: HeadLimits) -> Self {
+        self.head = HeadLimits {
+            timeout: head.timeout.max(Duration::from_millis(1)),
+            max_bytes: head.max_bytes.max(1),
+        };
+        self
+    }
+
+    /// Connection caps; their counters also count refused heads.
+    pub fn with_limits(mut self, limits: Arc<ConnLimits>) -> Self {
+        self.counters = Some(limits.counters().clone());
+        self.limits = Some(limits);
+        self
     }
 }
 
@@ -83,14 +145,38 @@ where
         if !plain_h1 {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
+        let _permit = match &self.limits {
+            Some(limits) => {
+                let ip = (limits.per_ip_enabled())
+                    .then(|| {
+                        stream
+                            .get_socket_digest()
+                            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+                    })
+                    .flatten();
+                Some(limits.admit(ip).ok()?)
+            }
+            None => None,
+        };
         let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
         let mut stream = stream;
         let mut carried: Option<HttpPersistentSettings> = None;
         loop {
-            let first = self
+            let mut first = self
                 .shutdown
                 .wait_for_request(&mut stream, self.keepalive)
                 .await?;
+            if !head_end(&first, 0).is_ok_and(|end| end <= self.head.max_bytes) {
+                // Rare: the head came in pieces (or is too long). Boxed so
+                // that an idle connection's task does not carry its state.
+                first = match Box::pin(read_head(&mut stream, first, self.head)).await {
+                    Ok(head) => head,
+                    Err(e) => {
+                        Box::pin(self.refuse(stream, e)).await;
+                        return None;
+                    }
+                };
+            }
             let mut session = ServerSession::new_http1(stream);
             match carried.take() {
                 // Pipelining stays off in this gateway (Pingora's default),
@@ -106,7 +192,25 @@ where
                 }
             }
             session.set_pipelined_prefix(first);
-            let reused = self.inner.process_new_http(session, shutdown).await?;
+            // The proxy's `new_ctx` marks the task-local: a complete head
+            // that never reached it was refused by Pingora's parser.
+            let handled = REACHED_PROXY.scope(
+                std::cell::Cell::new(false),
+                self.inner.process_new_http(session, shutdown),
+            );
+            let mut handled = std::pin::pin!(handled);
+            let reused = handled.as_mut().await;
+            let Some(reused) = reused else {
+                let reached = handled.as_mut().take_value().is_some_and(|c| c.get());
+                if !reached
+                    && !*shutdown.borrow()
+                    && !self.shutdown.fired.load(Ordering::Relaxed)
+                    && let Some(c) = &self.counters
+                {
+                    c.bad_request.inc();
+                }
+                return None;
+            };
             (stream, carried) = reused.consume();
         }
     }
@@ -114,6 +218,141 @@ where
     async fn cleanup(&self) {
         self.shutdown.fire();
         ServerApp::cleanup(&*self.inner).await;
+    }
+}
+
+impl<A> ParkIdle<A> {
+    /// Answers a head that broke a limit (or counts a client that left in
+    /// the middle of one) and closes the connection.
+    async fn refuse(&self, mut stream: Stream, e: HeadError) {
+        let (counter, status, reason, msg) = match e {
+            HeadError::Closed => {
+                if let Some(c) = &self.counters {
+                    c.incomplete_header.inc();
+                }
+                return;
+            }
+            HeadError::Timeout => (
+                self.counters.as_ref().map(|c| &c.header_timeout),
+                408,
+                "Request Timeout",
+                "request header timeout",
+            ),
+            HeadError::TooLarge => (
+                self.counters.as_ref().map(|c| &c.header_too_large),
+                431,
+                "Request Header Fields Too Large",
+                "request header too large",
+            ),
+        };
+        if let Some(c) = counter {
+            c.inc();
+        }
+        refuse_and_close(&mut stream, status, reason, msg).await;
+    }
+}
+
+/// Writes a minimal JSON error response (the gateway's error shape), closes
+/// the write side and reads what the client still sends for a while, so
+/// that the client gets the answer instead of a reset.
+async fn refuse_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+    msg: &str,
+) {
+    let body = format!(r#"{{"error":"{msg}","request_id":""}}"#);
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let sent = tokio::time::timeout_at(deadline, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.flush().await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = vec![0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+/// Why a request head was not handed to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not complete within the time limit from its first byte.
+    Timeout,
+    /// Longer than the size limit.
+    TooLarge,
+    /// The client closed (or reset) the connection in the middle of it.
+    Closed,
+}
+
+/// Where the request head in `buf` ends (the index after its blank line), or
+/// `Err(i)`: not there yet, scan again from `i` once more bytes arrived.
+/// Lines end in CRLF or a bare LF, as Pingora's parser (httparse) accepts;
+/// empty lines before the request line are skipped as it skips them.
+pub fn head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let start = match buf.iter().position(|&b| b != b'\r' && b != b'\n') {
+        Some(i) => i,
+        None => return Err(0),
+    };
+    let mut i = from.max(start);
+    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
+        let nl = i + p;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Ok(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Ok(nl + 3),
+            (None, _) | (Some(b'\r'), None) => return Err(nl),
+            _ => i = nl + 1,
+        }
+    }
+    Err(buf.len())
+}
+
+/// Reads until the head in `buf` is complete: within `limits.timeout` from
+/// now, and never holding more than `limits.max_bytes` (the buffer grows by
+/// doubling, copied into an exact allocation, up to that cap). What comes
+/// after the head in the last read (a body, say) stays in the buffer.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut buf: BytesMut,
+    limits: HeadLimits,
+) -> Result<BytesMut, HeadError> {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let max = limits.max_bytes;
+    let mut from = 0;
+    loop {
+        match head_end(&buf, from) {
+            Ok(end) if end <= max => return Ok(buf),
+            Ok(_) => return Err(HeadError::TooLarge),
+            Err(next) => from = next,
+        }
+        if buf.len() >= max {
+            return Err(HeadError::TooLarge);
+        }
+        if buf.len() == buf.capacity() {
+            let cap = (buf.capacity() * 2).clamp(HEADER_BUFFER, max);
+            let mut bigger = BytesMut::with_capacity(cap);
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        let room = (max - buf.len()) as u64;
+        let mut limited = (&mut *stream).take(room);
+        match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
+            Err(_) => return Err(HeadError::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Closed),
+            Ok(Ok(_)) => {}
+        }
     }
 }
 
