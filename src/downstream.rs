@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn headroom_leaves_a_tenth() {
-        assert_eq!(headroom(Some(1024)), 921);
+        assert_eq!(headroom(Some(1024)), 922);
         assert_eq!(headroom(Some(65536)), 58983);
         assert_eq!(headroom(Some(100)), 36);
         assert_eq!(headroom(Some(10)), 1);

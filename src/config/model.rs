@@ -125,7 +125,7 @@ pub struct ServerConfig {
     /// `gateway_downstream_connections_rejected_total{reason="max_connections"}`).
     /// 0 (the default): the process's soft open-file limit (`RLIMIT_NOFILE`)
     /// at start minus a reserve of a tenth of it (at least 64) for upstream
-    /// connections, the listeners, logs and config files; e.g. 1024 → 921,
+    /// connections, the listeners, logs and config files; e.g. 1024 → 922,
     /// 65536 → 58983.
     #[serde(default)]
     #[schemars(range(min = 0, max = 10_000_000))]
