@@ -9,7 +9,7 @@
 //! | `header_timeout` | head not complete `server.request_header_timeout_seconds` after its first byte | `408`, close |
 //! | `header_too_large` | head longer than `server.max_request_header_bytes` | `431`, close |
 //! | `incomplete_header` | client closed (or reset) the connection in the middle of a head | none |
-//! | `bad_request` | Pingora refused the head while parsing it (malformed request line or header, `Content-Length` with `Transfer-Encoding`, …) | `400`, close |
+//! | `bad_request` | Pingora refused the head while parsing it (malformed request line or header name or value, too many headers, …; also a `CONNECT`, answered `405`) | `400`, close |
 //! | `max_connections` | accepted over `server.max_connections` | close |
 //! | `max_connections_per_ip` | accepted over `server.max_connections_per_ip` | close |
 //!
@@ -249,7 +249,9 @@ pub fn mark_reached_proxy() {
 }
 
 /// Writes one INFO line per second in which downstream errors happened
-/// (target `downstream`), with the count of each kind in that second.
+/// (target `downstream`), with the count of each kind in that second; also
+/// returns the memory of a burst of large heads to the system
+/// ([`crate::idle::trim_after_head_burst`]).
 pub struct SummaryService {
     pub counters: Arc<Counters>,
 }
@@ -264,6 +266,9 @@ impl pingora_core::services::background::BackgroundService for SummaryService {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
+            }
+            if crate::idle::trim_after_head_burst() {
+                tracing::debug!("freed memory of large request heads returned to the system");
             }
             let now = self.counters.all();
             if now != last {

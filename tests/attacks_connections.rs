@@ -223,6 +223,53 @@ async fn a_header_flood_is_bounded_in_memory() {
     assert_eq!(up.requests(), 0);
 }
 
+/// The flood's worst case for the head reader: 1,000 heads of 60 KB (just
+/// under the 64 KiB cap) that stall, so that each holds a 64 KiB buffer
+/// until its deadline. The memory must come back after (glibc keeps it
+/// unless trimmed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_heads_under_the_cap_give_their_memory_back() {
+    raise_fd_limit();
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(&config("  request_header_timeout_seconds: 3\n", &up));
+    let pid = gw.pid();
+    let before = rss_kib(pid);
+    let line = std::sync::Arc::new(vec![b'a'; 60_000]);
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (port, line) = (gw.port, line.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Stall: ").await;
+            let _ = s.write_all(&line).await;
+            read_until_closed(&mut s, Duration::from_secs(15)).await.0
+        }));
+    }
+    let mut peak = before;
+    let mut timed_out = 0;
+    for t in tasks {
+        peak = peak.max(rss_kib(pid));
+        if t.await.unwrap().starts_with("HTTP/1.1 408 ") {
+            timed_out += 1;
+        }
+    }
+    let settled = wait_for(Duration::from_secs(10), || {
+        rss_kib(pid) < before + 32 * 1024
+    });
+    let after = rss_kib(pid);
+    println!(
+        "1000 stalled 60 KB heads: RSS before {before} KiB, peak {peak} KiB, after {after} KiB"
+    );
+    assert_eq!(timed_out, 1000);
+    assert!(peak < before + 256 * 1024, "peak {peak} KiB");
+    assert!(
+        settled.is_ok(),
+        "RSS {after} KiB 10 s after, from {before} KiB"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_closes_one_more_at_once() {
     let up = Upstream::start("app").await;
