@@ -19,7 +19,7 @@
 
 use prometheus::{IntCounter, IntCounterVec};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -164,9 +164,7 @@ impl ConnLimits {
     }
 
     fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
-        let mut h = self.hasher.build_hasher();
-        ip.hash(&mut h);
-        &self.per_ip[h.finish() as usize % IP_SHARDS]
+        &self.per_ip[self.hasher.hash_one(ip) as usize % IP_SHARDS]
     }
 
     /// Connections open now.
@@ -232,7 +230,7 @@ fn soft_nofile() -> Option<u64> {
     };
     // SAFETY: getrlimit writes into the struct we pass and nothing else.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
-    (rc == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur as u64)
+    (rc == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
 }
 
 tokio::task_local! {
