@@ -368,7 +368,8 @@ struct GrownHead(usize);
 
 impl GrownHead {
     fn set(&mut self, cap: usize) {
-        let now = GROWN.fetch_add(cap - self.0, Ordering::Relaxed) + cap - self.0;
+        let add = cap.saturating_sub(self.0);
+        let now = GROWN.fetch_add(add, Ordering::Relaxed) + add;
         GROWN_PEAK.fetch_max(now, Ordering::Relaxed);
         self.0 = cap;
     }
