@@ -20,6 +20,16 @@
 //! one request to the next, and idle connections closed when the service
 //! shuts down (`cleanup`). HTTP/2, TLS and custom protocols are handed to the
 //! proxy untouched (the gateway enables none of them).
+//!
+//! The whole request head is read here before it is handed over (see
+//! [`read_head`]): it must end (blank line) within
+//! `server.request_header_timeout_seconds` of its first byte (else `408` and
+//! close) and within `server.max_request_header_bytes` (else `431` and close);
+//! the buffer starts at 4 KiB and grows, by copying, only up to that cap.
+//! Pingora then parses the complete head from its prefix without reading
+//! again. Each accepted connection first takes a place under the connection
+//! caps ([`crate::downstream::ConnLimits`]); a head Pingora refuses while
+//! parsing is counted (see [`crate::downstream`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,8 +42,10 @@ use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::Stream;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+
+use crate::downstream::{ConnLimits, Counters, REACHED_PROXY};
 
 /// How long a connection may sit idle between requests, unless configured
 /// (Pingora's default).
@@ -47,11 +59,42 @@ const HEADER_BUFFER: usize = 4096;
 /// rarely touch the same lock.
 const SHARDS: usize = 16;
 
+/// Default `server.request_header_timeout_seconds`.
+pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
+/// Default `server.max_request_header_bytes`.
+pub const MAX_HEADER_BYTES: usize = 65536;
+/// After a `408`/`431`, how long the rest of what the client sends is read
+/// and dropped before the socket closes (so that the close does not reset
+/// the connection before the client read the answer), and how much of it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Limits on one request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// The whole head must arrive within this, from its first byte.
+    pub timeout: Duration,
+    /// The head may take at most this many bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            timeout: Duration::from_secs(HEADER_TIMEOUT_SECONDS),
+            max_bytes: MAX_HEADER_BYTES,
+        }
+    }
+}
+
 /// A listening application that parks idle HTTP/1 connections; see the
 /// module documentation.
 pub struct ParkIdle<A> {
     inner: Arc<A>,
     keepalive: Duration,
+    head: HeadLimits,
+    limits: Option<Arc<ConnLimits>>,
+    counters: Option<Arc<Counters>>,
     shutdown: Shutdown,
 }
 
@@ -61,8 +104,27 @@ impl<A> ParkIdle<A> {
         ParkIdle {
             inner: Arc::new(inner),
             keepalive: keepalive.max(Duration::from_secs(1)),
+            head: HeadLimits::default(),
+            limits: None,
+            counters: None,
             shutdown: Shutdown::default(),
         }
+    }
+
+    /// Limits on each request head.
+    pub fn with_head_limits(mut self, head: HeadLimits) -> Self {
+        self.head = HeadLimits {
+            timeout: head.timeout.max(Duration::from_millis(1)),
+            max_bytes: head.max_bytes.max(1),
+        };
+        self
+    }
+
+    /// Connection caps; their counters also count refused heads.
+    pub fn with_limits(mut self, limits: Arc<ConnLimits>) -> Self {
+        self.counters = Some(limits.counters().clone());
+        self.limits = Some(limits);
+        self
     }
 }
 
@@ -83,14 +145,38 @@ where
         if !plain_h1 {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
+        let _permit = match &self.limits {
+            Some(limits) => {
+                let ip = (limits.per_ip_enabled())
+                    .then(|| {
+                        stream
+                            .get_socket_digest()
+                            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+                    })
+                    .flatten();
+                Some(limits.admit(ip).ok()?)
+            }
+            None => None,
+        };
         let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
         let mut stream = stream;
         let mut carried: Option<HttpPersistentSettings> = None;
         loop {
-            let first = self
+            let mut first = self
                 .shutdown
                 .wait_for_request(&mut stream, self.keepalive)
                 .await?;
+            if !head_end(&first, 0).is_ok_and(|end| end <= self.head.max_bytes) {
+                // Rare: the head came in pieces (or is too long). Boxed so
+                // that an idle connection's task does not carry its state.
+                first = match Box::pin(read_head(&mut stream, first, self.head)).await {
+                    Ok(head) => head,
+                    Err(e) => {
+                        Box::pin(self.refuse(stream, e)).await;
+                        return None;
+                    }
+                };
+            }
             let mut session = ServerSession::new_http1(stream);
             match carried.take() {
                 // Pipelining stays off in this gateway (Pingora's default),
@@ -106,7 +192,25 @@ where
                 }
             }
             session.set_pipelined_prefix(first);
-            let reused = self.inner.process_new_http(session, shutdown).await?;
+            // The proxy's `new_ctx` marks the task-local: a complete head
+            // that never reached it was refused by Pingora's parser.
+            let handled = REACHED_PROXY.scope(
+                std::cell::Cell::new(false),
+                self.inner.process_new_http(session, shutdown),
+            );
+            let mut handled = std::pin::pin!(handled);
+            let reused = handled.as_mut().await;
+            let Some(reused) = reused else {
+                let reached = handled.as_mut().take_value().is_some_and(|c| c.get());
+                if !reached
+                    && !*shutdown.borrow()
+                    && !self.shutdown.fired.load(Ordering::Relaxed)
+                    && let Some(c) = &self.counters
+                {
+                    c.bad_request.inc();
+                }
+                return None;
+            };
             (stream, carried) = reused.consume();
         }
     }
@@ -115,6 +219,191 @@ where
         self.shutdown.fire();
         ServerApp::cleanup(&*self.inner).await;
     }
+}
+
+impl<A> ParkIdle<A> {
+    /// Answers a head that broke a limit (or counts a client that left in
+    /// the middle of one) and closes the connection.
+    async fn refuse(&self, mut stream: Stream, e: HeadError) {
+        let (counter, status, reason, msg) = match e {
+            HeadError::Closed => {
+                if let Some(c) = &self.counters {
+                    c.incomplete_header.inc();
+                }
+                return;
+            }
+            HeadError::Timeout => (
+                self.counters.as_ref().map(|c| &c.header_timeout),
+                408,
+                "Request Timeout",
+                "request header timeout",
+            ),
+            HeadError::TooLarge => (
+                self.counters.as_ref().map(|c| &c.header_too_large),
+                431,
+                "Request Header Fields Too Large",
+                "request header too large",
+            ),
+        };
+        if let Some(c) = counter {
+            c.inc();
+        }
+        refuse_and_close(&mut stream, status, reason, msg).await;
+    }
+}
+
+/// Writes a minimal JSON error response (the gateway's error shape), closes
+/// the write side and reads what the client still sends for a while, so
+/// that the client gets the answer instead of a reset.
+async fn refuse_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+    msg: &str,
+) {
+    let body = format!(r#"{{"error":"{msg}","request_id":""}}"#);
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let sent = tokio::time::timeout_at(deadline, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.flush().await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = vec![0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+/// Why a request head was not handed to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not complete within the time limit from its first byte.
+    Timeout,
+    /// Longer than the size limit.
+    TooLarge,
+    /// The client closed (or reset) the connection in the middle of it.
+    Closed,
+}
+
+/// Where the request head in `buf` ends (the index after its blank line), or
+/// `Err(i)`: not there yet, scan again from `i` once more bytes arrived.
+/// Lines end in CRLF or a bare LF, as Pingora's parser (httparse) accepts;
+/// empty lines before the request line are skipped as it skips them.
+pub fn head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let start = match buf.iter().position(|&b| b != b'\r' && b != b'\n') {
+        Some(i) => i,
+        None => return Err(0),
+    };
+    let mut i = from.max(start);
+    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
+        let nl = i + p;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Ok(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Ok(nl + 3),
+            (None, _) | (Some(b'\r'), None) => return Err(nl),
+            _ => i = nl + 1,
+        }
+    }
+    Err(buf.len())
+}
+
+/// Reads until the head in `buf` is complete: within `limits.timeout` from
+/// now, and never holding more than `limits.max_bytes` (the buffer grows by
+/// doubling, copied into an exact allocation, up to that cap). What comes
+/// after the head in the last read (a body, say) stays in the buffer.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut buf: BytesMut,
+    limits: HeadLimits,
+) -> Result<BytesMut, HeadError> {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let max = limits.max_bytes;
+    let mut from = 0;
+    let mut grown = GrownHead(0);
+    loop {
+        match head_end(&buf, from) {
+            Ok(end) if end <= max => return Ok(buf),
+            Ok(_) => return Err(HeadError::TooLarge),
+            Err(next) => from = next,
+        }
+        if buf.len() >= max {
+            return Err(HeadError::TooLarge);
+        }
+        if buf.len() == buf.capacity() {
+            let cap = (buf.capacity() * 2).max(HEADER_BUFFER).min(max);
+            let mut bigger = BytesMut::with_capacity(cap);
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+            grown.set(cap);
+        }
+        let room = (max - buf.len()) as u64;
+        let mut limited = (&mut *stream).take(room);
+        match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
+            Err(_) => return Err(HeadError::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Closed),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Bytes in head buffers grown past [`HEADER_BUFFER`] whose heads are still
+/// being read, and the most there were since the last trim.
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+static GROWN_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Accounts one head buffer in [`GROWN`] while it is read.
+struct GrownHead(usize);
+
+impl GrownHead {
+    fn set(&mut self, cap: usize) {
+        let add = cap.saturating_sub(self.0);
+        let now = GROWN.fetch_add(add, Ordering::Relaxed) + add;
+        GROWN_PEAK.fetch_max(now, Ordering::Relaxed);
+        self.0 = cap;
+    }
+}
+
+impl Drop for GrownHead {
+    fn drop(&mut self) {
+        GROWN.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
+/// Below this many bytes of grown head buffers at their peak, memory is
+/// left to the allocator.
+const TRIM_AFTER: usize = 8 << 20;
+
+/// Hands freed memory back to the system after a burst of large heads
+/// ended: glibc's allocator keeps the 8-64 KiB head buffers of 2,000
+/// stalled connections (≈130 MB) in its arenas after they are freed. Called
+/// once a second from a background service; does nothing (two atomic loads)
+/// unless grown head buffers peaked above 8 MiB and are now down to a
+/// quarter of that peak. Returns whether it trimmed.
+pub fn trim_after_head_burst() -> bool {
+    let peak = GROWN_PEAK.load(Ordering::Relaxed);
+    let now = GROWN.load(Ordering::Relaxed);
+    if peak < TRIM_AFTER || now > peak / 4 {
+        return false;
+    }
+    GROWN_PEAK.store(now, Ordering::Relaxed);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    true
 }
 
 /// Wakes parked connections when the service shuts down.
@@ -171,5 +460,227 @@ impl Shutdown {
             let _ = stream.read_buf(&mut buf).now_or_never();
         }
         Some(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn head_end_finds_the_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0), Ok(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Ok(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\n", 0), Ok(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\n\r\n", 0), Ok(23));
+        // Empty lines before the request line are skipped, as httparse does.
+        assert_eq!(head_end(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 0), Ok(22));
+        assert!(head_end(b"\r\n\r\n", 0).is_err());
+        assert!(head_end(b"", 0).is_err());
+        // Not yet: resume at the last line break.
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), Err(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0), Err(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a", 0), Err(23));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 24), Ok(27));
+    }
+
+    /// A small deterministic generator (no extra dependency).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn random_head(r: &mut Rng) -> Vec<u8> {
+        let eol = |r: &mut Rng| -> &'static [u8] { if r.below(4) == 0 { b"\n" } else { b"\r\n" } };
+        let mut h = Vec::new();
+        for _ in 0..r.below(3) {
+            h.extend_from_slice(eol(r));
+        }
+        h.extend_from_slice(b"GET /p");
+        for _ in 0..r.below(20) {
+            h.push(b'a' + r.below(26) as u8);
+        }
+        h.extend_from_slice(b" HTTP/1.1");
+        h.extend_from_slice(eol(r));
+        for i in 0..r.below(8) {
+            h.extend_from_slice(format!("X-H{i}: ").as_bytes());
+            for _ in 0..r.below(40) {
+                h.push(b' ' + r.below(94) as u8);
+            }
+            h.extend_from_slice(eol(r));
+        }
+        h.extend_from_slice(eol(r));
+        h
+    }
+
+    /// Property: on every prefix of a valid head (with any body behind it)
+    /// the scanner agrees with httparse, Pingora's parser: complete at the
+    /// same byte, and never complete earlier. Scanning incrementally from the
+    /// returned resume point gives the same answer as from the start.
+    #[test]
+    fn head_end_agrees_with_httparse_on_every_prefix() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2000 {
+            let mut msg = random_head(&mut r);
+            let head_len = msg.len();
+            msg.extend_from_slice(b"body\r\n\r\nmore");
+            let mut from = 0;
+            for cut in 0..=msg.len() {
+                let buf = &msg[..cut];
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                let parsed = httparse::Request::new(&mut headers).parse(buf).unwrap();
+                let ours = head_end(buf, 0);
+                match parsed {
+                    httparse::Status::Complete(n) => {
+                        assert_eq!(n, head_len);
+                        assert_eq!(ours, Ok(n), "{:?}", String::from_utf8_lossy(buf));
+                    }
+                    httparse::Status::Partial => {
+                        assert!(ours.is_err(), "{:?}", String::from_utf8_lossy(buf))
+                    }
+                }
+                let inc = head_end(buf, from);
+                assert_eq!(inc.is_ok(), ours.is_ok());
+                if let (Ok(a), Ok(b)) = (inc, ours) {
+                    assert_eq!(a, b);
+                }
+                if let Err(next) = inc {
+                    assert!(next <= cut);
+                    from = next;
+                }
+            }
+        }
+    }
+
+    fn limits(ms: u64, max: usize) -> HeadLimits {
+        HeadLimits {
+            timeout: Duration::from_millis(ms),
+            max_bytes: max,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_a_head_in_pieces_and_keeps_what_follows() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            for piece in ["GET / HT", "TP/1.1\r\nHost: a\r", "\n\r\nbody"] {
+                client.write_all(piece.as_bytes()).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let head = read_head(&mut server, BytesMut::new(), limits(5000, 1024))
+            .await
+            .unwrap();
+        assert!(head.starts_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_head_times_out_from_its_start() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let _writer = tokio::spawn(async move {
+            for _ in 0..100 {
+                if client.write_all(b"X").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let r = read_head(
+            &mut server,
+            BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]),
+            limits(2000, 1 << 20),
+        )
+        .await;
+        assert_eq!(r.err(), Some(HeadError::Timeout));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(2000) && took < Duration::from_millis(2100),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_header_stops_at_the_cap_without_a_bigger_buffer() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let _writer = tokio::spawn(async move {
+            let _ = client.write_all(b"GET / HTTP/1.1\r\nX: ").await;
+            let chunk = vec![b'a'; 8192];
+            for _ in 0..64 {
+                if client.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let r = read_head(
+            &mut server,
+            BytesMut::with_capacity(HEADER_BUFFER),
+            limits(5000, 10_000),
+        )
+        .await;
+        assert_eq!(r.err(), Some(HeadError::TooLarge));
+
+        // The buffer never exceeds the cap: a head of exactly the cap passes.
+        let mut exact = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        exact.resize(10_000 - 4, b'a');
+        exact.extend_from_slice(b"\r\n\r\n");
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let sent = exact.clone();
+        tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client
+        });
+        let head = read_head(&mut server, BytesMut::new(), limits(5000, 10_000))
+            .await
+            .unwrap();
+        assert_eq!(&head[..], &exact[..]);
+        assert!(head.capacity() <= 10_000, "{}", head.capacity());
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_mid_head_is_closed_not_an_error_response() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        drop(client);
+        let r = read_head(&mut server, BytesMut::new(), limits(5000, 1024)).await;
+        assert_eq!(r.err(), Some(HeadError::Closed));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_json_and_close() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let t = tokio::spawn(async move {
+            refuse_and_close(
+                &mut server,
+                431,
+                "Request Header Fields Too Large",
+                "request header too large",
+            )
+            .await;
+        });
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        drop(client);
+        t.await.unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Connection: close\r\n"));
+        let body = out.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "request header too large");
+        assert_eq!(v["request_id"], "");
     }
 }

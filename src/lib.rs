@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod downstream;
 pub mod forwarding;
 pub mod health;
 pub mod host;

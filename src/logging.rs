@@ -1,6 +1,7 @@
 //! Logging through `tracing`: JSON or text lines on stderr, level from the
 //! config (changeable at run time, see [`LogHandle`]) unless `RUST_LOG` is set.
-//! Pingora's own `log` records are bridged in.
+//! Pingora's own `log` records are bridged in, at most at INFO whatever the
+//! level: its DEBUG and TRACE lines dump request heads, tokens included.
 //!
 //! Lines are handed to a flusher thread through a lock-free queue without
 //! waking it; every [`FLUSH_EVERY`] it writes everything queued in one
@@ -57,6 +58,7 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
     let result = match cfg.format {
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
+            .with(tracing_subscriber::filter::filter_fn(secret_free))
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
@@ -67,6 +69,7 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
             .try_init(),
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
+            .with(tracing_subscriber::filter::filter_fn(secret_free))
             .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init(),
     };
@@ -76,6 +79,19 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
     LogHandle {
         handle: (result.is_ok() && from_env.is_none()).then_some(handle),
     }
+}
+
+/// Whatever the level (`logging.level`, `RUST_LOG`): Pingora's own DEBUG
+/// and TRACE lines are never written. They dump request and response heads
+/// (`Authorization`, `Cookie`) and, for a head it refuses, the raw bytes of
+/// the request. Decided per call site from its metadata (cached by
+/// `tracing`; Pingora's `log` records are checked only when they pass the
+/// level filter, i.e. at `debug` or `trace`).
+fn secret_free(meta: &tracing::Metadata<'_>) -> bool {
+    let t = meta.target();
+    *meta.level() <= tracing::Level::INFO
+        || !t.starts_with("pingora")
+        || t.starts_with("pingora_gateway")
 }
 
 /// How often queued log lines are written out.

@@ -32,6 +32,8 @@ pub mod names {
     pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
     pub const REQUESTS_IN_FLIGHT: &str = "gateway_requests_in_flight";
     pub const DOWNSTREAM_CONNECTIONS: &str = "gateway_downstream_connections";
+    pub const DOWNSTREAM_ERRORS: &str = "gateway_downstream_errors_total";
+    pub const DOWNSTREAM_REJECTED: &str = "gateway_downstream_connections_rejected_total";
     pub const UPSTREAM_SERVER_HEALTHY: &str = "gateway_upstream_server_healthy";
     pub const HEALTH_TRANSITIONS: &str = "gateway_upstream_health_transitions_total";
     pub const AUTH_REJECTIONS: &str = "gateway_auth_rejections_total";
@@ -72,6 +74,9 @@ pub struct Metrics {
     pub upstream_desync: IntCounterVec,
     /// Responses the upstream did not complete, by route, upstream and reason.
     pub upstream_aborted: IntCounterVec,
+    /// Heads and connections refused before they became requests, by kind
+    /// (see [`crate::downstream`]).
+    pub downstream: Arc<crate::downstream::Counters>,
     /// Handles for requests that matched no route.
     pub unmatched: RouteMetrics,
 }
@@ -139,6 +144,20 @@ impl Metrics {
             "Requests refused by authentication, by route pattern and reason.",
             &["route", "reason"],
         );
+        let downstream = Arc::new(crate::downstream::Counters::new(
+            &counter_vec(
+                DOWNSTREAM_ERRORS,
+                "Client heads and connections refused before they became requests, by kind \
+                 (header_timeout, header_too_large, incomplete_header, bad_request, \
+                 max_connections, max_connections_per_ip).",
+                &["kind"],
+            ),
+            &counter_vec(
+                DOWNSTREAM_REJECTED,
+                "Client connections closed at once by a connection cap, by reason.",
+                &["reason"],
+            ),
+        ));
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -196,6 +215,7 @@ impl Metrics {
             duration,
             upstream_duration,
             auth_rejections,
+            downstream,
             unmatched,
         };
         m.reloads.with_label_values(&["success"]);
@@ -443,7 +463,12 @@ impl AdminState {
     /// Serves the admin listener until the task ends. The socket has
     /// `SO_REUSEPORT`, so a new process can bind it during a graceful upgrade
     /// while the old one still serves it.
-    pub async fn serve(self: Arc<Self>, addr: SocketAddr) {
+    ///
+    /// Each request head must arrive within `header_timeout` of the moment
+    /// the connection starts waiting for it (hyper's header read timeout),
+    /// so a connection idle or half-sent that long is closed; a head may
+    /// take at most 16 KiB.
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr, header_timeout: Duration) {
         let listener = loop {
             match bind_reuseport(addr) {
                 Ok(l) => break l,
@@ -471,12 +496,18 @@ impl AdminState {
                     async move { Ok::<_, Infallible>(me.handle(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(ADMIN_MAX_BUF)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;
             });
         }
     }
 }
+
+/// The admin listener's read buffer per connection (and so its longest head).
+const ADMIN_MAX_BUF: usize = 16 * 1024;
 
 fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -529,13 +560,15 @@ fn established_connections(port: u16) -> Option<usize> {
 pub struct AdminService {
     pub state: Arc<AdminState>,
     pub addr: SocketAddr,
+    /// `server.request_header_timeout_seconds`: also the idle limit.
+    pub header_timeout: Duration,
 }
 
 #[async_trait::async_trait]
 impl pingora_core::services::background::BackgroundService for AdminService {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         tokio::select! {
-            _ = self.state.clone().serve(self.addr) => {}
+            _ = self.state.clone().serve(self.addr, self.header_timeout) => {}
             _ = shutdown.changed() => {}
         }
     }

@@ -121,6 +121,7 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        crate::downstream::mark_reached_proxy();
         let table = self.table.load_full();
         table.metrics.in_flight.inc();
         Ctx {

@@ -5,7 +5,8 @@
 use crate::auth::JwksRefresher;
 use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
-use crate::idle::ParkIdle;
+use crate::downstream::{ConnLimits, SummaryService};
+use crate::idle::{HeadLimits, ParkIdle};
 use crate::logging;
 use crate::metrics::{AdminService, AdminState};
 use crate::proxy::Gateway;
@@ -82,12 +83,23 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         Gateway::new(table.clone(), draining.clone()),
     );
     crate::proxy::set_unexpected_data_counter(proxy_app.unexpected_data_connection_counter());
+    let limits = Arc::new(ConnLimits::new(
+        config.server.max_connections,
+        config.server.max_connections_per_ip,
+        ctx.metrics.downstream.clone(),
+    ));
+    let head_limits = HeadLimits {
+        timeout: Duration::from_secs(config.server.request_header_timeout_seconds),
+        max_bytes: config.server.max_request_header_bytes,
+    };
     let mut proxy = Service::new(
         "pingora-gateway".to_string(),
         ParkIdle::new(
             proxy_app,
             Duration::from_secs(config.server.keepalive_timeout_seconds),
-        ),
+        )
+        .with_head_limits(head_limits)
+        .with_limits(limits.clone()),
     );
     let mut sock = TcpSocketOptions::default();
     if config.server.reuse_port {
@@ -102,6 +114,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             )),
     );
     server.add_service(proxy);
+    server.add_service(background_service(
+        "downstream error summary",
+        SummaryService {
+            counters: ctx.metrics.downstream.clone(),
+        },
+    ));
     server.add_service(background_service(
         "jwks refresh",
         JwksRefresher(ctx.jwks.clone()),
@@ -136,7 +154,14 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             proxy_port,
             metrics_path: config.metrics.path.clone(),
         });
-        server.add_service(background_service("metrics", AdminService { state, addr }));
+        server.add_service(background_service(
+            "metrics",
+            AdminService {
+                state,
+                addr,
+                header_timeout: head_limits.timeout,
+            },
+        ));
     }
     server.add_service(background_service(
         "config reload",
@@ -149,6 +174,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     tracing::info!(
         config = %opts.config.display(),
         listen = %config.server.bind_address,
+        max_connections = limits.max_total(),
         routes = config.routes.len(),
         upstreams = config.upstreams.len(),
         "pingora-gateway starting"

@@ -79,6 +79,10 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
         work_stealing: _,
         write_buffer_bytes: _,
         config_poll_interval_seconds: _,
+        request_header_timeout_seconds: _,
+        max_request_header_bytes: _,
+        max_connections: _,
+        max_connections_per_ip: _,
     } = s;
     let proxy = listen_addr(bind_address, "/server/bind_address", r);
     for (i, p) in trusted_proxies.iter().enumerate() {

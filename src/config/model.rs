@@ -127,6 +127,38 @@ pub struct ServerConfig {
     #[serde(default = "default_config_poll")]
     #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
     pub config_poll_interval_seconds: f64,
+    /// Seconds a client has to send a whole request head (request line and
+    /// headers), counted from its first byte; a head still incomplete then is
+    /// answered `408` and the connection closed. The wait for that first byte
+    /// is `keepalive_timeout_seconds`. The admin listener uses the same limit
+    /// for each head, counted from the moment it waits for one. Default: 10.
+    #[serde(default = "default_header_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_header_timeout_seconds: u64,
+    /// Bytes a request head (request line and headers, up to the blank line)
+    /// may take; a longer one is answered `431` and the connection closed. A
+    /// connection never buffers more than this for a head. At most
+    /// 1048575 (Pingora's own limit). Default: 65536.
+    #[serde(default = "default_max_header_bytes")]
+    #[schemars(range(min = 1024, max = 1_048_575))]
+    pub max_request_header_bytes: usize,
+    /// Client connections open at once on the proxy listener; one more is
+    /// closed as soon as it is accepted (counted in
+    /// `gateway_downstream_connections_rejected_total{reason="max_connections"}`).
+    /// 0 (the default): the process's soft open-file limit (`RLIMIT_NOFILE`)
+    /// at start minus a reserve of a tenth of it (at least 64) for upstream
+    /// connections, the listeners, logs and config files; e.g. 1024 → 922,
+    /// 65536 → 58983.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10_000_000))]
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address; one more is
+    /// closed as soon as it is accepted (counted with
+    /// `reason="max_connections_per_ip"`). 0 (the default): no limit (behind
+    /// another proxy every client shares its address).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10_000_000))]
+    pub max_connections_per_ip: usize,
 }
 
 /// One named group of servers.
@@ -451,7 +483,9 @@ pub struct MetricsConfig {
     /// Serve metrics at all; when false nothing listens. Default: true.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Listener address, `IP:PORT`. Default: `0.0.0.0:9090`.
+    /// Listener address, `IP:PORT`. Default: `127.0.0.1:9090` (local only:
+    /// `/readyz` and the metrics name upstream servers); set `0.0.0.0:9090`
+    /// explicitly for a scraper on another host.
     #[serde(default = "default_metrics_bind")]
     pub bind_address: String,
     /// Path of the Prometheus text exposition. Default: `/metrics`.
@@ -524,6 +558,10 @@ impl Default for ServerConfig {
             work_stealing: true,
             write_buffer_bytes: 0,
             config_poll_interval_seconds: default_config_poll(),
+            request_header_timeout_seconds: default_header_timeout(),
+            max_request_header_bytes: default_max_header_bytes(),
+            max_connections: 0,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -633,6 +671,12 @@ fn default_keepalive_timeout() -> u64 {
 fn default_config_poll() -> f64 {
     5.0
 }
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_header_bytes() -> usize {
+    65536
+}
 fn default_connect_timeout() -> f64 {
     2.0
 }
@@ -701,7 +745,7 @@ pub(crate) fn default_identity_headers() -> BTreeMap<String, String> {
     .collect()
 }
 fn default_metrics_bind() -> String {
-    "0.0.0.0:9090".into()
+    "127.0.0.1:9090".into()
 }
 fn default_metrics_path() -> String {
     "/metrics".into()
