@@ -150,10 +150,6 @@ impl ProxyHttp for Gateway {
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
         }
-        ctx.request_id = match session.req_header().headers.get("x-request-id") {
-            Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
-            _ => self.ids.next(),
-        };
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
             let peer = peer.ip();
             let trusted = &ctx.table.trusted_proxies;
@@ -164,6 +160,14 @@ impl ProxyHttp for Gateway {
                 peer
             });
         }
+        // An incoming id is kept only from a trusted proxy (Envoy's edge
+        // default): a client choosing its id could forge log correlation or
+        // reuse another request's id, which `require_request_id_echo`
+        // relies on being unique.
+        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+            Some(v) if ctx.peer_trusted && valid_request_id(v.as_bytes()) => v.clone(),
+            _ => self.ids.next(),
+        };
         if let Err(msg) = check_request(session, ctx) {
             respond_error(session, ctx, StatusCode::BAD_REQUEST, msg, &[]).await?;
             return Ok(true);

@@ -242,10 +242,10 @@ async fn forwarded_and_request_id_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        r.headers()["x-request-id"],
-        "client-id-123",
-        "a valid incoming id is kept"
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(
+        id, "client-id-123",
+        "a client's own id is replaced (no trusted proxies)"
     );
     let v: Value = r.json().await.unwrap();
     let h = &v["headers"];
@@ -263,7 +263,22 @@ async fn forwarded_and_request_id_headers() {
         format!("127.0.0.1:{}", gw.port),
         "Host is preserved"
     );
-    assert_eq!(h["x-request-id"], "client-id-123");
+    assert_eq!(h["x-request-id"], id.as_str());
+    drop(gw);
+
+    // From a trusted proxy, a valid incoming id is kept.
+    let gw = Gateway::start(&format!(
+        "server:\n  trusted_proxies: [\"127.0.0.1\"]\n{body}"
+    ));
+    let r = cl
+        .get(gw.url("/x"))
+        .header("x-request-id", "client-id-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-id-123");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["headers"]["x-request-id"], "client-id-123");
 
     // No id, or an unusable one: a fresh id, the same on both sides.
     for incoming in [None, Some("bad id with spaces"), Some(&"x".repeat(200)[..])] {
