@@ -45,11 +45,8 @@ use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::downstream::{ConnLimits, Counters, REACHED_PROXY};
+use crate::downstream::{ConnLimits, Counters, GrownHead, REACHED_PROXY};
 
-/// How long a connection may sit idle between requests, unless configured
-/// (Pingora's default).
-pub const KEEPALIVE_SECONDS: u64 = 60;
 /// A connection that has to wait reads the first bytes of its next request
 /// into a buffer of this size, part of its task for as long as it lives.
 const FIRST_READ: usize = 512;
@@ -331,7 +328,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let max = limits.max_bytes;
     let mut from = 0;
-    let mut grown = GrownHead(0);
+    let mut grown = GrownHead::default();
     loop {
         match head_end(&buf, from) {
             Ok(end) if end <= max => return Ok(buf),
@@ -356,54 +353,6 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             Ok(Ok(_)) => {}
         }
     }
-}
-
-/// Bytes in head buffers grown past [`HEADER_BUFFER`] whose heads are still
-/// being read, and the most there were since the last trim.
-static GROWN: AtomicUsize = AtomicUsize::new(0);
-static GROWN_PEAK: AtomicUsize = AtomicUsize::new(0);
-
-/// Accounts one head buffer in [`GROWN`] while it is read.
-struct GrownHead(usize);
-
-impl GrownHead {
-    fn set(&mut self, cap: usize) {
-        let add = cap.saturating_sub(self.0);
-        let now = GROWN.fetch_add(add, Ordering::Relaxed) + add;
-        GROWN_PEAK.fetch_max(now, Ordering::Relaxed);
-        self.0 = cap;
-    }
-}
-
-impl Drop for GrownHead {
-    fn drop(&mut self) {
-        GROWN.fetch_sub(self.0, Ordering::Relaxed);
-    }
-}
-
-/// Below this many bytes of grown head buffers at their peak, memory is
-/// left to the allocator.
-const TRIM_AFTER: usize = 8 << 20;
-
-/// Hands freed memory back to the system after a burst of large heads
-/// ended: glibc's allocator keeps the 8-64 KiB head buffers of 2,000
-/// stalled connections (≈130 MB) in its arenas after they are freed. Called
-/// once a second from a background service; does nothing (two atomic loads)
-/// unless grown head buffers peaked above 8 MiB and are now down to a
-/// quarter of that peak. Returns whether it trimmed.
-pub fn trim_after_head_burst() -> bool {
-    let peak = GROWN_PEAK.load(Ordering::Relaxed);
-    let now = GROWN.load(Ordering::Relaxed);
-    if peak < TRIM_AFTER || now > peak / 4 {
-        return false;
-    }
-    GROWN_PEAK.store(now, Ordering::Relaxed);
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    true
 }
 
 /// Wakes parked connections when the service shuts down.

@@ -1,13 +1,13 @@
 //! Semantic checks the JSON schema cannot express. Each check reports into
 //! the [`Reporter`] and carries on, so one run finds every problem.
 
+use super::fetch_url;
 use super::model::{
     AuthConfig, FileConfig, HealthCheckConfig, HealthCheckOverride, IntrospectionConfig,
     IntrospectionMode, JwtAlgorithm, LoggingConfig, LoginRedirectConfig, MetricsConfig,
     RouteConfig, ServerConfig, UpstreamConfig,
 };
 use super::{Reporter, did_you_mean};
-use crate::auth::fetch_url;
 use crate::forwarding::{KeepHeaders, TrustedProxies};
 use crate::host::Host;
 use crate::routing::{Narrowing, Pattern, Router};

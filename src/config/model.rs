@@ -1,7 +1,7 @@
 //! The configuration *as written*: serde + schemars types, nothing else.
 //!
 //! These types mirror the YAML file one to one. They are never handed to the
-//! proxy: `compile` turns them into the runtime [`crate::routing::RouteTable`].
+//! proxy: `runtime::compile` turns them into the runtime `RouteTable`.
 //! Doc comments here become the JSON schema's descriptions (editors show
 //! them), so they state defaults and units.
 
@@ -665,8 +665,11 @@ fn default_max_body() -> u64 {
 fn default_read_buffer() -> usize {
     0
 }
+/// How long a connection may sit idle between requests, unless configured
+/// (Pingora's default).
+pub const KEEPALIVE_SECONDS: u64 = 60;
 fn default_keepalive_timeout() -> u64 {
-    crate::idle::KEEPALIVE_SECONDS
+    KEEPALIVE_SECONDS
 }
 fn default_config_poll() -> f64 {
     5.0
