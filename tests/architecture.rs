@@ -155,3 +155,22 @@ fn every_module_uses_only_lower_layers() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Units small enough to hold in one's head: no file in `src/` (its tests
+/// included) over this many lines.
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let mut long = vec![];
+    for files in top_modules().values() {
+        for f in files {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            if n > MAX_LINES {
+                long.push(format!("{}: {n} lines", f.display()));
+            }
+        }
+    }
+    long.sort();
+    assert!(long.is_empty(), "over {MAX_LINES} lines: {long:#?}");
+}

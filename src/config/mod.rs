@@ -9,6 +9,8 @@ pub mod model;
 pub mod source;
 
 mod check;
+mod check_auth;
+mod defaults;
 
 pub use diag::{ConfigErrors, Diagnostic, Severity};
 pub use model::FileConfig;
