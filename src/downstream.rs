@@ -246,10 +246,59 @@ pub fn mark_reached_proxy() {
     let _ = REACHED_PROXY.try_with(|c| c.set(true));
 }
 
+/// Bytes in head buffers grown past their first allocation (`idle`'s
+/// `HEADER_BUFFER`) whose heads are still being read, and the most there were since the last trim.
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+static GROWN_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Accounts one head buffer in [`GROWN`] while it is read.
+#[derive(Default)]
+pub struct GrownHead(usize);
+
+impl GrownHead {
+    pub fn set(&mut self, cap: usize) {
+        let add = cap.saturating_sub(self.0);
+        let now = GROWN.fetch_add(add, Ordering::Relaxed) + add;
+        GROWN_PEAK.fetch_max(now, Ordering::Relaxed);
+        self.0 = cap;
+    }
+}
+
+impl Drop for GrownHead {
+    fn drop(&mut self) {
+        GROWN.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
+/// Below this many bytes of grown head buffers at their peak, memory is
+/// left to the allocator.
+const TRIM_AFTER: usize = 8 << 20;
+
+/// Hands freed memory back to the system after a burst of large heads
+/// ended: glibc's allocator keeps the 8-64 KiB head buffers of 2,000
+/// stalled connections (≈130 MB) in its arenas after they are freed. Called
+/// once a second from a background service; does nothing (two atomic loads)
+/// unless grown head buffers peaked above 8 MiB and are now down to a
+/// quarter of that peak. Returns whether it trimmed.
+pub fn trim_after_head_burst() -> bool {
+    let peak = GROWN_PEAK.load(Ordering::Relaxed);
+    let now = GROWN.load(Ordering::Relaxed);
+    if peak < TRIM_AFTER || now > peak / 4 {
+        return false;
+    }
+    GROWN_PEAK.store(now, Ordering::Relaxed);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    true
+}
+
 /// Writes one INFO line per second in which downstream errors happened
 /// (target `downstream`), with the count of each kind in that second; also
 /// returns the memory of a burst of large heads to the system
-/// ([`crate::idle::trim_after_head_burst`]).
+/// ([`trim_after_head_burst`]).
 pub struct SummaryService {
     pub counters: Arc<Counters>,
 }
@@ -265,7 +314,7 @@ impl pingora_core::services::background::BackgroundService for SummaryService {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if crate::idle::trim_after_head_burst() {
+            if trim_after_head_burst() {
                 tracing::debug!("freed memory of large request heads returned to the system");
             }
             let now = self.counters.all();

@@ -5,7 +5,7 @@
 //!  poll (content hash every few seconds) ─┼─► debounce ─► Reloader::reload
 //!  SIGHUP ────────────────────────────────┘                │
 //!        read file ─► same bytes as in force? ─► no-op      │
-//!        config::compile::prepare (the `gateway validate` function)
+//!        runtime::prepare (the `gateway validate` function)
 //!            ├─ errors ─► one ERROR line each; the running table keeps serving
 //!            └─ ok ─► one ArcSwap store of the whole new RouteTable; INFO summary
 //! ```
@@ -19,11 +19,11 @@
 //! address) are reported with a WARN naming `systemctl reload`; the rest of
 //! the file still applies.
 
-use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::model::{FileConfig, RouteConfig};
 use crate::config::{ConfigErrors, fnv1a};
 use crate::logging::LogHandle;
-use crate::routing::RouteTable;
+use crate::runtime::RouteTable;
+use crate::runtime::{CompileContext, Prepared, prepare};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;

@@ -2,16 +2,16 @@
 //! to a Pingora `Server`, which owns listeners, workers, daemonizing,
 //! graceful upgrade (SIGQUIT + `--upgrade`) and graceful shutdown (SIGTERM).
 
+use crate::admin::{AdminService, AdminState};
 use crate::auth::JwksRefresher;
-use crate::config::compile::{CompileContext, Prepared, prepare};
 use crate::config::{ConfigErrors, FileConfig};
 use crate::downstream::{ConnLimits, SummaryService};
 use crate::idle::{HeadLimits, ParkIdle};
 use crate::logging;
-use crate::metrics::{AdminService, AdminState};
 use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
-use crate::routing::RouteTable;
+use crate::runtime::RouteTable;
+use crate::runtime::{CompileContext, Prepared, prepare};
 use arc_swap::ArcSwap;
 use pingora_core::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora_core::protocols::l4::stream::L4BufferSettings;

@@ -1,6 +1,6 @@
 //! `gateway validate FILE...`: the same [`prepare`] a start or reload runs.
 
-use crate::config::compile::{CompileContext, prepare};
+use crate::runtime::{CompileContext, prepare};
 use std::io::Write;
 use std::path::PathBuf;
 

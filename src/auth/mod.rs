@@ -30,6 +30,8 @@ mod introspect;
 pub mod jwks;
 mod jwt;
 
+/// Defined with the config rules (the checker refuses what it refuses).
+pub use crate::config::fetch_url;
 pub use challenge::LoginRedirect;
 pub use error::AuthError;
 pub use extract::{MAX_TOKEN_BYTES, bearer_token, cookie_token, without_cookie};
@@ -273,20 +275,6 @@ impl Authenticator {
     async fn introspect(&self, token: &str) -> Result<Claims, AuthError> {
         let i = self.introspector.as_ref().ok_or(AuthError::Unavailable)?;
         i.introspect(token).await?.ok_or(AuthError::Inactive)
-    }
-}
-
-/// An `http://` URL the gateway can fetch from (no TLS client in this
-/// build); the error says what to do.
-pub fn fetch_url(url: &str) -> Result<(), String> {
-    match url.parse::<http::Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(()),
-        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Err(format!(
-            "\"{url}\": https is not supported for fetches from the gateway (this build has no TLS client); use http:// to the authority on a trusted network"
-        )),
-        _ => Err(format!(
-            "\"{url}\" is not an http(s) URL (e.g. \"http://127.0.0.1:3001\")"
-        )),
     }
 }
 

@@ -2,14 +2,15 @@
 //! typed [`model::FileConfig`] → semantic checks. Every problem is collected
 //! (not only the first) as a [`Diagnostic`] with file, line, column and field
 //! path. `gateway validate`, the start and every reload call [`load_file`]
-//! and then [`compile::compile`]: there is no second validation path.
+//! and then `runtime::compile`: there is no second validation path.
 
-pub mod compile;
 pub mod diag;
 pub mod model;
 pub mod source;
 
 mod check;
+mod check_auth;
+mod defaults;
 
 pub use diag::{ConfigErrors, Diagnostic, Severity};
 pub use model::FileConfig;
@@ -33,6 +34,20 @@ pub fn schema_string() -> String {
 static SCHEMA: LazyLock<serde_json::Value> = LazyLock::new(schema);
 static VALIDATOR: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| jsonschema::validator_for(&SCHEMA).expect("generated schema is valid"));
+
+/// An `http://` URL the gateway can fetch from (no TLS client in this
+/// build); the error says what to do.
+pub fn fetch_url(url: &str) -> Result<(), String> {
+    match url.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Err(format!(
+            "\"{url}\": https is not supported for fetches from the gateway (this build has no TLS client); use http:// to the authority on a trusted network"
+        )),
+        _ => Err(format!(
+            "\"{url}\" is not an http(s) URL (e.g. \"http://127.0.0.1:3001\")"
+        )),
+    }
+}
 
 /// A file that passed every check: its typed config, warnings and identity.
 #[derive(Debug)]

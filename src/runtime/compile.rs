@@ -2,20 +2,21 @@
 //! is prepared here, off the request path: the matcher, upstream pools and
 //! their peers, verification keys, header values.
 //!
-//! [`prepare`] (= [`super::load_file`] + [`compile`]) is the one function
+//! [`prepare`] (= [`crate::config::load_file`] + [`compile`]) is the one function
 //! behind `gateway validate`, the start and every reload.
 
-use super::model::{
+use super::{Route, RouteTable};
+use crate::auth::{Authenticator, JwksRegistry};
+use crate::config::model::{
     FileConfig, HealthCheckConfig, HealthCheckOverride, IntrospectionMode, RouteConfig,
     UpstreamConfig,
 };
-use super::{ConfigErrors, Diagnostic, Loaded, load_file};
-use crate::auth::{Authenticator, JwksRegistry};
+use crate::config::{ConfigErrors, Diagnostic, Loaded, load_file};
 use crate::forwarding::{KeepHeaders, TrustedProxies};
 use crate::health::{Checker, Spec};
 use crate::host::Host;
 use crate::metrics::Metrics;
-use crate::routing::{Narrowing, Pattern, Route, RouteTable, Router};
+use crate::routing::{Narrowing, Pattern, Router};
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
 use http::{HeaderName, HeaderValue, Method};
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -281,7 +282,7 @@ pub fn effective_health_check(
 }
 
 fn secs(s: f64) -> Duration {
-    super::seconds(s)
+    crate::config::seconds(s)
 }
 
 #[cfg(test)]

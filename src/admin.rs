@@ -1,0 +1,219 @@
+//! The admin listener (`/metrics`, `/healthz`, `/readyz`): cold path, on
+//! `127.0.0.1` by default. It reads the runtime snapshot, the health checker
+//! and the reload stats at scrape time and hands plain values to
+//! [`Metrics::render`]; connection counts come from `/proc`.
+
+use crate::health::Checker;
+use crate::metrics::{Metrics, Scrape};
+use crate::reload::ReloadStats;
+use crate::runtime::RouteTable;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What the admin listener reports on.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub checker: Checker,
+    pub reloads: Arc<ReloadStats>,
+    pub table: Arc<ArcSwap<RouteTable>>,
+    pub draining: Arc<AtomicBool>,
+    pub proxy_port: u16,
+    pub metrics_path: String,
+}
+
+impl AdminState {
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if path == self.metrics_path {
+            return text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render(&self.scrape()),
+            );
+        }
+        match path {
+            "/healthz" => text(
+                StatusCode::OK,
+                "application/json",
+                r#"{"status":"alive"}"#.into(),
+            ),
+            "/readyz" => self.ready(),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                r#"{"error":"not found"}"#.into(),
+            ),
+        }
+    }
+
+    /// What a scrape copies into the registry.
+    fn scrape(&self) -> Scrape {
+        let r = &self.reloads;
+        Scrape {
+            servers: self
+                .checker
+                .snapshot()
+                .into_iter()
+                .map(|s| (s.upstream, s.server, s.healthy))
+                .collect(),
+            health_transitions: self.checker.transitions(),
+            reloads_succeeded: r.succeeded.load(Ordering::Relaxed),
+            reloads_failed: r.failed.load(Ordering::Relaxed),
+            last_reload_ok: r.last_successful.load(Ordering::Relaxed),
+            last_success_timestamp: r.last_success_timestamp.load(Ordering::Relaxed),
+            config_hash: format!("{:016x}", r.config_hash.load(Ordering::Relaxed)),
+            downstream_connections: established_connections(self.proxy_port),
+        }
+    }
+
+    /// Ready: a config is loaded and the process is not draining. The body
+    /// summarizes upstream health (informational: a gateway with a dead
+    /// upstream still serves the others).
+    fn ready(&self) -> Response<Full<Bytes>> {
+        let draining = self.draining.load(Ordering::Relaxed);
+        let mut upstreams = serde_json::Map::new();
+        for s in self.checker.snapshot() {
+            let e = upstreams
+                .entry(s.upstream.clone())
+                .or_insert_with(|| serde_json::json!({"healthy": 0, "total": 0, "servers": {}}));
+            e["total"] = (e["total"].as_u64().unwrap_or(0) + 1).into();
+            if s.healthy {
+                e["healthy"] = (e["healthy"].as_u64().unwrap_or(0) + 1).into();
+            }
+            e["servers"][&s.server] = s.healthy.into();
+        }
+        let table = self.table.load();
+        let body = serde_json::json!({
+            "status": if draining { "draining" } else { "ready" },
+            "config_hash": format!("{:016x}", table.hash),
+            "routes": table.routes.len(),
+            "upstreams": upstreams,
+        });
+        let status = if draining {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        text(status, "application/json", body.to_string())
+    }
+
+    /// Serves the admin listener until the task ends. The socket has
+    /// `SO_REUSEPORT`, so a new process can bind it during a graceful upgrade
+    /// while the old one still serves it.
+    ///
+    /// Each request head must arrive within `header_timeout` of the moment
+    /// the connection starts waiting for it (hyper's header read timeout),
+    /// so a connection idle or half-sent that long is closed; a head may
+    /// take at most 16 KiB.
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr, header_timeout: Duration) {
+        let listener = loop {
+            match bind_reuseport(addr) {
+                Ok(l) => break l,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot bind the metrics listener; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        tracing::info!(%addr, "metrics listener up");
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "metrics listener cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(ADMIN_MAX_BUF)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+}
+
+/// The admin listener's read buffer per connection (and so its longest head).
+const ADMIN_MAX_BUF: usize = 16 * 1024;
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
+/// Established TCP connections whose local port is `port` (Linux; read at
+/// scrape time from /proc, never on the request path).
+fn established_connections(port: u16) -> Option<usize> {
+    let mut n = 0;
+    let mut any = false;
+    for file in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        any = true;
+        for line in text.lines().skip(1) {
+            let mut f = line.split_whitespace();
+            let local = f.nth(1).unwrap_or("");
+            let state = f.nth(1).unwrap_or("");
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if state == "01" && local_port == Some(port) {
+                n += 1;
+            }
+        }
+    }
+    any.then_some(n)
+}
+
+/// The admin listener as a Pingora background service (it starts after
+/// `--daemon` forks).
+pub struct AdminService {
+    pub state: Arc<AdminState>,
+    pub addr: SocketAddr,
+    /// `server.request_header_timeout_seconds`: also the idle limit.
+    pub header_timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        tokio::select! {
+            _ = self.state.clone().serve(self.addr, self.header_timeout) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

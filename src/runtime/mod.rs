@@ -1,0 +1,88 @@
+//! The runtime: the reloadable snapshot ([`RouteTable`]) a checked config
+//! compiles to ([`compile`]), and the process-wide state every snapshot
+//! borrows ([`compile::CompileContext`]: health registry and checker, metrics
+//! registry, JWKS key sets), which never changes on reload.
+//!
+//! Direction: `routing`, `config` and the components (`upstream`, `health`,
+//! `auth`, `forwarding`, `metrics`, …) are below; `reload`, `proxy`, `admin`
+//! and `server` use it.
+
+pub mod compile;
+
+pub use compile::{CompileContext, Prepared, compile, prepare};
+
+use crate::auth::Authenticator;
+use crate::forwarding::{KeepHeaders, TrustedProxies};
+use crate::health::Checker;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::routing::Router;
+use crate::upstream::{Timeouts, UpstreamPool};
+use http::{HeaderName, HeaderValue, Method};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// The pattern as written (the `route` label of logs and metrics).
+    pub pattern: Box<str>,
+    /// The literal prefix (pattern without `/*`), for `strip_prefix`.
+    pub prefix: Box<str>,
+    pub upstream: Arc<UpstreamPool>,
+    pub auth_required: bool,
+    pub strip_prefix: bool,
+    /// Upstream timeouts with this route's overrides applied.
+    pub timeouts: Timeouts,
+    pub required_scopes: Box<[Box<str>]>,
+    /// Largest request body (the route's or `server.max_body_bytes`).
+    pub max_body_bytes: u64,
+    /// Override headers this route's upstream receives.
+    pub keep_headers: KeepHeaders,
+    /// Metric handles labelled with this route's pattern and upstream.
+    pub metrics: RouteMetrics,
+}
+
+/// The compiled, immutable runtime form of one config file. The proxy
+/// reads it through an `ArcSwap` and each request keeps the `Arc` it
+/// started with, so it sees one consistent config from start to end.
+pub struct RouteTable {
+    pub(crate) router: Router,
+    pub routes: Box<[Route]>,
+    pub upstreams: BTreeMap<String, Arc<UpstreamPool>>,
+    /// Whether each request writes an access-log line.
+    pub access_log: bool,
+    /// Added to responses unless the upstream set them.
+    pub response_headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    pub auth: Option<Authenticator>,
+    /// The process-wide health checker (passive failure reports).
+    pub health: Checker,
+    /// The process-wide metrics (in-flight gauge, unmatched requests, auth).
+    pub metrics: Arc<Metrics>,
+    /// Hash of the file this table was compiled from.
+    pub hash: u64,
+}
+
+impl RouteTable {
+    /// The most specific route for a normalized path (see [`Router::lookup`]).
+    /// Returns the route's index (kept in the request context) and the route.
+    pub fn lookup(
+        &self,
+        path: &str,
+        host: Option<&str>,
+        method: &Method,
+    ) -> Option<(usize, &Route)> {
+        let i = self.router.lookup(path, host, method)? as usize;
+        Some((i, &self.routes[i]))
+    }
+}
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteTable")
+            .field("routes", &self.routes)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
