@@ -11,8 +11,9 @@
 //! request (Pingora's "pipelined prefix"), so no byte is read twice. A
 //! request that is already there when the previous one ends is read straight
 //! into its header buffer; a longer one that had to wait costs one more read.
-//! Measured: with no L4 buffers an idle connection holds ≈4.7 KB of RSS
-//! (Pingora's tokio task and stream ≈3.3 KB of it) instead of ≈22 KB.
+//! The measured figures are in the README ("Performance", idle
+//! connections): 10,000 idle keep-alive connections take 59.1 MB of RSS in
+//! the gateway against 209 MB in bare Pingora with the same settings.
 //!
 //! Behaviour kept from Pingora's own loop (`ServerApp for HttpServerApp`):
 //! a keep-alive limit for the wait (`server.keepalive_timeout_seconds`,
