@@ -9,7 +9,10 @@
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use pingora_gateway::server::{RunOptions, StartError};
-use pingora_gateway::standin::{StandinState, serve};
+// The demo server lives with the tests (not in the production library).
+#[path = "../tests/common/standin.rs"]
+mod standin;
+use standin::{StandinState, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -30,6 +30,5 @@ pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;
-pub mod standin;
 pub mod upstream;
 pub mod validate;

@@ -4,9 +4,11 @@
 //! Every metric name is a constant in [`names`]; the Grafana dashboard and
 //! the tests use the same names. The `route` label is the route's pattern
 //! (never the raw path) and unmatched requests share one value, so the
-//! number of series does not grow with traffic. Label handles are resolved
+//! number of series does not grow with traffic. Route handles are resolved
 //! when a table is compiled ([`RouteMetrics`]) or once per new label
-//! combination (a lock-free cache), never looked up by name per request.
+//! combination (a lock-free cache). Rare events are looked up by label per
+//! occurrence: an authentication rejection ([`Metrics::auth_rejection`]) and
+//! an aborted upstream response.
 
 use arc_swap::ArcSwap;
 use prometheus::{
@@ -323,10 +325,6 @@ impl RouteMetrics {
             duration: OnceLock::new(),
             upstream_duration: OnceLock::new(),
         }
-    }
-
-    pub fn route_label(&self) -> &str {
-        &self.route
     }
 
     /// Counts one finished request and its duration.

@@ -1,5 +1,9 @@
 //! Upstream pools on pingora-load-balancing: round robin over each group's
-//! servers, skipping servers the shared health registry marks unhealthy.
+//! servers, skipping servers whose verdict is down. The verdict is one
+//! atomic flag per server address, owned by the health [`Checker`] (active
+//! checks and passive connect failures) and shared by every pool that has
+//! the server ([`Checker::verdict_handle`]); the shared `HealthRegistry` only
+//! runs Pingora's check loop and keeps its state across reloads.
 //!
 //! Peers (address plus timeouts) are prepared when the config is compiled;
 //! a request only selects one and clones it. Connection pooling is Pingora's:

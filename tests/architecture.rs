@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["proxy", "reload"],
     &["admin"],
     // Composition root and entry points.
-    &["cli", "server", "standin", "validate"],
+    &["cli", "server", "validate"],
 ];
 
 fn top_modules() -> BTreeMap<String, Vec<std::path::PathBuf>> {

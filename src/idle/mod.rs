@@ -11,9 +11,14 @@
 //! request (Pingora's "pipelined prefix"), so no byte is read twice. A
 //! request that is already there when the previous one ends is read straight
 //! into its header buffer; a longer one that had to wait costs one more read.
-//! Measured: with no L4 buffers an idle connection holds ≈4.7 KB of RSS
-//! (Pingora's tokio task and stream ≈3.3 KB of it) instead of ≈22 KB.
+//! The measured figures are in the README ("Performance", idle
+//! connections): 10,000 idle keep-alive connections take 59.1 MB of RSS in
+//! the gateway against 209 MB in bare Pingora with the same settings.
 //!
+//! Mirrors pingora-core 0.9.1's own loop: `impl<T: HttpServerApp> ServerApp
+//! for T`, `process_new`, in `pingora-core/src/apps/mod.rs` (re-check it when
+//! Pingora is upgraded; the test `pingora_parses_a_pipelined_prefix_without_reading`
+//! fails if the prefix hand-over it relies on changes).
 //! Behaviour kept from Pingora's own loop (`ServerApp for HttpServerApp`):
 //! a keep-alive limit for the wait (`server.keepalive_timeout_seconds`,
 //! 60 s by default), the keep-alive settings carried from
@@ -346,6 +351,27 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What this module relies on in pingora-core 0.9.1: a session given a
+    /// pipelined prefix that holds a complete head parses it without
+    /// reading the socket (the client here sends nothing and stays open, so
+    /// a read would hang until the timeout).
+    #[tokio::test]
+    async fn pingora_parses_a_pipelined_prefix_without_reading() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut session = ServerSession::new_http1(Box::new(server));
+        session.set_pipelined_prefix(BytesMut::from(
+            &b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        ));
+        let read = tokio::time::timeout(Duration::from_secs(2), session.read_request()).await;
+        assert!(
+            matches!(read, Ok(Ok(true))),
+            "the prefix was not parsed on its own: {read:?}"
+        );
+        assert_eq!(session.req_header().uri.path(), "/x");
+        assert_eq!(session.req_header().headers["host"], "a");
+        drop(client);
+    }
 
     #[tokio::test]
     async fn refusals_are_json_and_close() {

@@ -48,6 +48,9 @@ pub struct Route {
 pub struct RouteTable {
     pub(crate) router: Router,
     pub routes: Box<[Route]>,
+    /// Every upstream pool, by name. Not read on the request path, but it
+    /// keeps the pools of upstreams no route uses alive: without it their
+    /// servers' health is no longer checked (tests/metrics.rs fails).
     pub upstreams: BTreeMap<String, Arc<UpstreamPool>>,
     /// Whether each request writes an access-log line.
     pub access_log: bool,

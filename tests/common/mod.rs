@@ -10,7 +10,9 @@ pub mod faulty;
 pub mod oidc;
 pub mod ws;
 
-use pingora_gateway::standin::{StandinState, serve};
+pub mod standin;
+
+use standin::{StandinState, serve};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
