@@ -150,7 +150,8 @@ fn split(raw: &str) -> Result<Parts<'_>, HostError> {
         }
         let trimmed = name.strip_suffix('.').unwrap_or(name);
         // A name of dots only ("." or ".."), or with empty labels, is not a host.
-        if trimmed.is_empty() || trimmed.starts_with('.') || trimmed.contains("..") {
+        // `a..` is an empty label, not a trailing dot: checked before trimming.
+        if trimmed.is_empty() || trimmed.starts_with('.') || name.contains("..") {
             return Err(HostError::BadChar);
         }
         (trimmed, port, text)
@@ -224,6 +225,9 @@ mod tests {
             ".",
             "..",
             "a..b",
+            "a..",
+            "_..",
+            "a..:80",
             ".a",
             "a:1:2",
             "a:",
