@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -17,26 +16,6 @@ fn config(server: &str, up: &Upstream) -> String {
         "server:\n{server}upstreams:\n  app: {{ servers: [\"{}\"] }}\nroutes:\n  - {{ path: \"/*\", upstream: app, auth_required: false }}\nhealth_check: {{ enabled: false }}\n",
         up.addr
     )
-}
-
-/// Samples of the admin listener's exposition: `name{labels}` → value.
-async fn scrape(gw: &Gateway) -> BTreeMap<String, f64> {
-    gw.wait_metrics_listening();
-    let text = client()
-        .get(gw.metrics_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 async fn downstream_errors(gw: &Gateway, kind: &str) -> f64 {

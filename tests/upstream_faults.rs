@@ -27,17 +27,6 @@ fn config(f: &Faulty, upstream: &str, server: &str) -> String {
     text
 }
 
-async fn metrics(gw: &Gateway) -> String {
-    client()
-        .get(gw.metrics_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the first sample of `name` whose labels contain `labels`.
 fn sample(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
@@ -119,7 +108,7 @@ async fn delayed_stray_responses_never_reach_another_client_with_request_id_echo
     );
     assert!(t.triggers.load(Ordering::Relaxed) >= 200);
     assert_eq!(t.wrong.load(Ordering::Relaxed), 0, "{t:?}");
-    let m = metrics(&gw).await;
+    let m = metrics_text(&gw).await;
     assert!(
         sample(&m, "gateway_upstream_desync_total", "upstream=\"app\"") >= 1.0,
         "{m}"
@@ -156,7 +145,7 @@ async fn delayed_stray_responses_from_a_server_that_does_not_echo_suspend_poolin
     assert!(t.triggers.load(Ordering::Relaxed) >= 200);
     // The server sent data nobody asked for: counted, pooling suspended,
     // logged once per suspension.
-    let m = metrics(&gw).await;
+    let m = metrics_text(&gw).await;
     assert!(
         sample(&m, "gateway_upstream_desync_total", "upstream=\"app\"") >= 1.0,
         "{m}"
@@ -262,7 +251,7 @@ async fn a_response_with_another_request_id_is_a_502_when_echo_is_required() {
     assert_eq!(f.requests() - before, 1);
     let r = http.get(gw.url("/ok?n=3")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "nonce=3");
-    let m = metrics(&gw).await;
+    let m = metrics_text(&gw).await;
     assert!(
         sample(&m, "gateway_upstream_desync_total", "upstream=\"app\"") >= 2.0,
         "{m}"
@@ -295,12 +284,12 @@ async fn a_response_cut_off_mid_body_is_counted_and_logged_as_aborted() {
     let log = gw.wait_log("\"aborted\":\"closed\"");
     assert!(log.contains("upstream response cut off"), "{log}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut m = metrics(&gw).await;
+    let mut m = metrics_text(&gw).await;
     while sample(&m, "gateway_upstream_aborted_total", "reason=\"closed\"") != 1.0
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        m = metrics(&gw).await;
+        m = metrics_text(&gw).await;
     }
     assert!(
         m.contains(

@@ -35,13 +35,20 @@ pub fn cookie_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     Some(v.trim().trim_matches('"')).filter(|v| !v.is_empty())
 }
 
+/// Whether the `Cookie` header value carries cookie `name`.
+pub fn without_cookie_needed(value: &str, name: &str) -> bool {
+    value
+        .split(';')
+        .any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name))
+}
+
 /// A `Cookie` header value without cookie `name`, when it had it (`None`:
 /// unchanged). The upstream must only see the credential the gateway checked.
 pub fn without_cookie(value: &str, name: &str) -> Option<String> {
-    let named = |pair: &str| pair.trim().split_once('=').is_some_and(|(k, _)| k == name);
-    if !value.split(';').any(named) {
+    if !without_cookie_needed(value, name) {
         return None;
     }
+    let named = |pair: &str| pair.trim().split_once('=').is_some_and(|(k, _)| k == name);
     Some(
         value
             .split(';')

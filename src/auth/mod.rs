@@ -34,7 +34,9 @@ mod jwt;
 pub use crate::config::fetch_url;
 pub use challenge::LoginRedirect;
 pub use error::AuthError;
-pub use extract::{MAX_TOKEN_BYTES, bearer_token, cookie_token, without_cookie};
+pub use extract::{
+    MAX_TOKEN_BYTES, bearer_token, cookie_token, without_cookie, without_cookie_needed,
+};
 pub use identity::{IDENTITY_HEADERS, Identity};
 pub use jwks::{JwksLocation, JwksRefresher, JwksRegistry, JwksSettings};
 

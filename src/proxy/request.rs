@@ -92,6 +92,14 @@ pub fn upstream_target(
 
 /// Removes cookie `name` from every `Cookie` header.
 pub fn strip_cookie(req: &mut RequestHeader, name: &str) {
+    // The usual request has no such cookie: decide that without copying.
+    let present = req.headers.get_all(header::COOKIE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| auth::without_cookie_needed(v, name))
+    });
+    if !present {
+        return;
+    }
     let values: Vec<String> = req
         .headers
         .get_all(header::COOKIE)

@@ -453,3 +453,29 @@ pub fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// The admin listener's `/metrics` text, once it listens.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    gw.wait_metrics_listening();
+    client()
+        .get(gw.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Samples of the admin listener's exposition: `name{labels}` → value.
+pub async fn scrape(gw: &Gateway) -> std::collections::BTreeMap<String, f64> {
+    metrics_text(gw)
+        .await
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
