@@ -11,7 +11,7 @@
 //! Modules form layers and only use lower ones (checked by
 //! `tests/architecture.rs`; drawn in the README's "Architecture" section):
 //! `host` `routing` ← `forwarding` ← `config` ← components (`auth`
-//! `downstream` `health` `logging` ← `idle` `metrics` `upstream`) ←
+//! `downstream` `health` `logging` `tls` ← `idle` `metrics` `upstream`) ←
 //! `runtime` ← `proxy` `reload` ← `admin` ← `server` `validate` `cli`.
 
 pub mod admin;
@@ -30,5 +30,6 @@ pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod validate;

@@ -24,6 +24,7 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
         metrics,
         logging,
         response_headers,
+        tls: _, // checked where its files are loaded (tls::pem), with the same functions
     } = c;
     check_server(server, metrics, r);
     for (name, u) in upstreams {

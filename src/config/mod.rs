@@ -7,6 +7,7 @@
 pub mod diag;
 pub mod model;
 pub mod source;
+pub mod tls;
 
 mod check;
 mod check_auth;

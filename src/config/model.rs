@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// `Referrer-Policy: strict-origin-when-cross-origin`. Set `{}` to add none.
     #[serde(default = "default_response_headers")]
     pub response_headers: BTreeMap<String, String>,
+    /// HTTPS listener and certificates. Absent: plain HTTP only.
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 /// Process-level settings.

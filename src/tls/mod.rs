@@ -1,0 +1,28 @@
+//! TLS, one stack for everything: rustls 0.23 with the *ring* provider (the
+//! one Pingora's `rustls` feature links), for the HTTPS listener, ACME,
+//! upstream connections and identity-provider fetches alike.
+//!
+//! - [`pem`]: reading and checking certificate, key and CA files — the same
+//!   functions serve a start, a reload and `gateway validate`, so they cannot
+//!   disagree about a file.
+//! - [`store`]: the process-wide certificate store every handshake resolves
+//!   from (SNI), written by the file loader and the ACME client.
+//! - [`challenge`]: ACME HTTP-01 answers, shared by the ACME client (which
+//!   publishes them) and the plain listener (which serves them).
+
+pub mod challenge;
+pub mod pem;
+pub mod store;
+
+use std::sync::Arc;
+
+/// The crypto provider every TLS configuration of the process is built with.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs [`provider`] as the process default (what reqwest, instant-acme
+/// and Pingora pick up when not handed one). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
