@@ -7,6 +7,7 @@ use crate::health::Checker;
 use crate::metrics::{Metrics, Scrape};
 use crate::reload::ReloadStats;
 use crate::runtime::RouteTable;
+use crate::tls::store::CertStore;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,6 +27,8 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     pub proxy_port: u16,
     pub metrics_path: String,
+    /// The certificates the HTTPS listener serves (none without `tls`).
+    pub certs: Option<Arc<CertStore>>,
 }
 
 impl AdminState {
@@ -70,6 +73,13 @@ impl AdminState {
             last_success_timestamp: r.last_success_timestamp.load(Ordering::Relaxed),
             config_hash: format!("{:016x}", r.config_hash.load(Ordering::Relaxed)),
             downstream_connections: established_connections(self.proxy_port),
+            certificates: self.certs.as_ref().map_or_else(Vec::new, |c| {
+                c.snapshot()
+                    .entries()
+                    .iter()
+                    .map(|e| (e.name.clone(), e.source.as_str(), e.info.not_after))
+                    .collect()
+            }),
         }
     }
 
@@ -96,6 +106,24 @@ impl AdminState {
             "routes": table.routes.len(),
             "upstreams": upstreams,
         });
+        let mut body = body;
+        if let Some(certs) = &self.certs {
+            body["certificates"] = certs
+                .snapshot()
+                .entries()
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "name": e.name,
+                        "source": e.source.as_str(),
+                        "names": e.info.names,
+                        "serial": e.info.serial,
+                        "not_after": e.info.not_after,
+                        "expires": crate::tls::files::utc(e.info.not_after),
+                    })
+                })
+                .collect();
+        }
         let status = if draining {
             StatusCode::SERVICE_UNAVAILABLE
         } else {

@@ -39,6 +39,10 @@ pub mod names {
     pub const BUILD_INFO: &str = "gateway_build_info";
     pub const UPSTREAM_DESYNC: &str = "gateway_upstream_desync_total";
     pub const UPSTREAM_ABORTED: &str = "gateway_upstream_aborted_total";
+    pub const TLS_CERTIFICATE_EXPIRY: &str = "gateway_tls_certificate_expiry_timestamp_seconds";
+    pub const TLS_HANDSHAKES: &str = "gateway_tls_handshakes_total";
+    pub const TLS_HANDSHAKE_ERRORS: &str = "gateway_tls_handshake_errors_total";
+    pub const TLS_CERTIFICATE_RELOADS: &str = "gateway_tls_certificate_reloads_total";
 }
 
 /// The `route` (and `upstream`) label of requests that matched no route.
@@ -71,6 +75,11 @@ pub struct Metrics {
     /// Heads and connections refused before they became requests, by kind
     /// (see [`crate::downstream`]).
     pub downstream: Arc<crate::downstream::Counters>,
+    /// TLS handshakes and their failures (see [`crate::tls::accept`]).
+    pub tls: Arc<crate::tls::TlsCounters>,
+    /// File certificate reloads, by result (success, failure).
+    pub tls_reloads: IntCounterVec,
+    tls_expiry: IntGaugeVec,
     /// Handles for requests that matched no route.
     pub unmatched: RouteMetrics,
 }
@@ -152,6 +161,28 @@ impl Metrics {
                 &["reason"],
             ),
         ));
+        let tls = Arc::new(crate::tls::TlsCounters::new(
+            &counter_vec(
+                TLS_HANDSHAKES,
+                "Completed TLS handshakes on the HTTPS listener, by version (1.2, 1.3) and ALPN (h2, http/1.1, none).",
+                &["version", "alpn"],
+            ),
+            &counter_vec(
+                TLS_HANDSHAKE_ERRORS,
+                "Failed TLS handshakes on the HTTPS listener, by reason (timeout, closed, protocol_version, no_certificate, alert_received, bad_message, other).",
+                &["reason"],
+            ),
+        ));
+        let tls_reloads = counter_vec(
+            TLS_CERTIFICATE_RELOADS,
+            "Certificate files re-read after a change, by result (success; failure: the previous certificate is kept).",
+            &["result"],
+        );
+        let tls_expiry = gauge_vec(
+            TLS_CERTIFICATE_EXPIRY,
+            "Unix time a served certificate expires, by name (the cert file, or the ACME domains) and source (file, acme).",
+            &["name", "source"],
+        );
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -210,9 +241,14 @@ impl Metrics {
             upstream_duration,
             auth_rejections,
             downstream,
+            tls,
+            tls_reloads,
+            tls_expiry,
             unmatched,
         };
         m.reloads.with_label_values(&["success"]);
+        m.tls_reloads.with_label_values(&["success"]);
+        m.tls_reloads.with_label_values(&["failure"]);
         m.reloads.with_label_values(&["failure"]);
         Arc::new(m)
     }
@@ -263,6 +299,12 @@ impl Metrics {
         if let Some(n) = s.downstream_connections {
             self.downstream_connections.set(n as i64);
         }
+        self.tls_expiry.reset();
+        for (name, source, not_after) in &s.certificates {
+            self.tls_expiry
+                .with_label_values(&[name.as_str(), source])
+                .set(*not_after);
+        }
     }
 
     /// The Prometheus text exposition, after copying in `scrape`.
@@ -290,6 +332,8 @@ pub struct Scrape {
     pub config_hash: String,
     /// Established connections to the proxy port, when known.
     pub downstream_connections: Option<usize>,
+    /// `(name, source, not_after)` of every served certificate.
+    pub certificates: Vec<(String, &'static str, i64)>,
 }
 
 /// One route's metric handles. Histograms are created on first use, so

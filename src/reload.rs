@@ -320,6 +320,16 @@ fn restart_required(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     if old.logging.format != new.logging.format {
         out.push("logging.format");
     }
+    // The HTTPS listener itself; its certificates, `hsts` and
+    // `redirect_http` apply live.
+    let listener = |c: &FileConfig| {
+        c.tls
+            .as_ref()
+            .map(|t| (t.bind_address.clone(), t.min_version))
+    };
+    if listener(old) != listener(new) {
+        out.push("tls.bind_address / tls.min_version");
+    }
     out
 }
 

@@ -12,6 +12,7 @@ use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
 use crate::runtime::RouteTable;
 use crate::runtime::{CompileContext, Prepared, prepare};
+use crate::tls::{Acceptor, CertWatchService};
 use arc_swap::ArcSwap;
 use pingora_core::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora_core::protocols::l4::stream::L4BufferSettings;
@@ -92,28 +93,55 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         timeout: Duration::from_secs(config.server.request_header_timeout_seconds),
         max_bytes: config.server.max_request_header_bytes,
     };
-    let mut proxy = Service::new(
-        "pingora-gateway".to_string(),
-        ParkIdle::new(
-            proxy_app,
-            Duration::from_secs(config.server.keepalive_timeout_seconds),
+    let certs = ctx.certs.clone();
+    let mut app = ParkIdle::new(
+        proxy_app,
+        Duration::from_secs(config.server.keepalive_timeout_seconds),
+    )
+    .with_head_limits(head_limits)
+    .with_limits(limits.clone());
+    // The HTTPS listener is a TCP listener of the same service (so Pingora
+    // owns it and hands it over on upgrade); the application tells its
+    // connections by their local port and runs the TLS handshake first.
+    if let Some(t) = &config.tls {
+        let port = t
+            .bind_address
+            .parse::<std::net::SocketAddr>()
+            .expect("checked")
+            .port();
+        let acceptor = Acceptor::new(
+            certs.store().clone(),
+            t.min_version,
+            head_limits.timeout,
+            ctx.metrics.tls.clone(),
         )
-        .with_head_limits(head_limits)
-        .with_limits(limits.clone()),
-    );
+        .map_err(|e| StartError::Server(format!("TLS settings: {e}")))?;
+        app = app.with_tls(port, Arc::new(acceptor));
+    }
+    let mut proxy = Service::new("pingora-gateway".to_string(), app);
     let mut sock = TcpSocketOptions::default();
     if config.server.reuse_port {
         sock.so_reuseport = Some(true);
     }
-    proxy.add_listener(
-        ListenerConfig::tcp(config.server.bind_address.as_str())
-            .tcp_socket_options(sock)
-            .l4_buffer(L4BufferSettings::new(
-                config.server.read_buffer_bytes,
-                config.server.write_buffer_bytes,
-            )),
-    );
+    let listeners = std::iter::once(config.server.bind_address.as_str())
+        .chain(config.tls.as_ref().map(|t| t.bind_address.as_str()));
+    for addr in listeners {
+        proxy.add_listener(
+            ListenerConfig::tcp(addr)
+                .tcp_socket_options(sock.clone())
+                .l4_buffer(L4BufferSettings::new(
+                    config.server.read_buffer_bytes,
+                    config.server.write_buffer_bytes,
+                )),
+        );
+    }
     server.add_service(proxy);
+    if config.tls.is_some() {
+        server.add_service(background_service(
+            "certificate files",
+            CertWatchService(certs.clone()),
+        ));
+    }
     server.add_service(background_service(
         "downstream error summary",
         SummaryService {
@@ -153,6 +181,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             draining: draining.clone(),
             proxy_port,
             metrics_path: config.metrics.path.clone(),
+            certs: config.tls.is_some().then(|| certs.store().clone()),
         });
         server.add_service(background_service(
             "metrics",
@@ -174,6 +203,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     tracing::info!(
         config = %opts.config.display(),
         listen = %config.server.bind_address,
+        https = config.tls.as_ref().map(|t| t.bind_address.as_str()),
+        certificates = certs.store().snapshot().entries().len(),
         max_connections = limits.max_total(),
         routes = config.routes.len(),
         upstreams = config.upstreams.len(),

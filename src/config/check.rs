@@ -24,9 +24,12 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
         metrics,
         logging,
         response_headers,
-        tls: _, // checked where its files are loaded (tls::pem), with the same functions
+        tls,
     } = c;
-    check_server(server, metrics, r);
+    let plain = check_server(server, metrics, r);
+    if let Some(t) = tls {
+        super::check_tls::check_tls(t, plain, r);
+    }
     for (name, u) in upstreams {
         check_upstream(name, u, r);
     }
@@ -63,7 +66,8 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
     }
 }
 
-fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
+/// Returns the plain listener's address when it parses.
+fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) -> Option<SocketAddr> {
     let ServerConfig {
         bind_address,
         worker_threads: _,
@@ -115,9 +119,10 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) {
             );
         }
     }
+    proxy
 }
 
-fn listen_addr(value: &str, pointer: &str, r: &mut Reporter) -> Option<SocketAddr> {
+pub(super) fn listen_addr(value: &str, pointer: &str, r: &mut Reporter) -> Option<SocketAddr> {
     match value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {

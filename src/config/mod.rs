@@ -4,6 +4,7 @@
 //! path. `gateway validate`, the start and every reload call [`load_file`]
 //! and then `runtime::compile`: there is no second validation path.
 
+mod check_tls;
 pub mod diag;
 pub mod model;
 pub mod source;
@@ -119,6 +120,17 @@ impl Reporter {
             message.into(),
         );
         self.errors.push(d);
+    }
+
+    /// Where the value under `pointer` is, as an error without a message
+    /// yet (for problems found later, reported in the same form).
+    pub fn locate(&self, pointer: &str) -> Diagnostic {
+        self.diag(
+            Severity::Error,
+            self.map.value(pointer),
+            pointer,
+            String::new(),
+        )
     }
 
     pub fn warning(&mut self, pointer: &str, message: impl Into<String>) {

@@ -23,8 +23,11 @@
 //! a keep-alive limit for the wait (`server.keepalive_timeout_seconds`,
 //! 60 s by default), the keep-alive settings carried from
 //! one request to the next, and idle connections closed when the service
-//! shuts down (`cleanup`). HTTP/2, TLS and custom protocols are handed to the
-//! proxy untouched (the gateway enables none of them).
+//! shuts down (`cleanup`). On the HTTPS listener the TLS handshake comes
+//! first ([`crate::tls::Acceptor`]): HTTP/1.1 over TLS is then parked the
+//! same way, HTTP/2 is handed to Pingora's HTTP/2 server (which keeps its
+//! own per-stream state). h2c and custom protocols go to the proxy untouched
+//! (the gateway enables neither).
 //!
 //! The whole request head is read here before it is handed over (see
 //! [`read_head`]): it must end (blank line) within
@@ -51,6 +54,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::downstream::{ConnLimits, Counters, REACHED_PROXY};
+use crate::tls::Acceptor;
+use pingora_core::protocols::ALPN;
 
 mod head;
 pub use head::{HeadError, head_end, read_head};
@@ -100,6 +105,8 @@ pub struct ParkIdle<A> {
     head: HeadLimits,
     limits: Option<Arc<ConnLimits>>,
     counters: Option<Arc<Counters>>,
+    /// Streams accepted on this local port are TLS: handshake first.
+    tls: Option<(u16, Arc<Acceptor>)>,
     shutdown: Shutdown,
 }
 
@@ -112,6 +119,7 @@ impl<A> ParkIdle<A> {
             head: HeadLimits::default(),
             limits: None,
             counters: None,
+            tls: None,
             shutdown: Shutdown::default(),
         }
     }
@@ -122,6 +130,14 @@ impl<A> ParkIdle<A> {
             timeout: head.timeout.max(Duration::from_millis(1)),
             max_bytes: head.max_bytes.max(1),
         };
+        self
+    }
+
+    /// Streams accepted on local port `port` (the HTTPS listener) start
+    /// with a TLS handshake by `acceptor`; HTTP/1.1 over it is parked like
+    /// plain HTTP, HTTP/2 (ALPN `h2`) goes to Pingora's HTTP/2 server.
+    pub fn with_tls(mut self, port: u16, acceptor: Arc<Acceptor>) -> Self {
+        self.tls = Some((port, acceptor));
         self
     }
 
@@ -144,10 +160,7 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let options = self.inner.server_options();
-        let plain_h1 = stream.get_ssl_digest().is_none()
-            && stream.selected_alpn_proto().is_none()
-            && !options.is_some_and(|o| o.h2c || o.force_custom);
-        if !plain_h1 {
+        if stream.get_ssl_digest().is_some() || options.is_some_and(|o| o.h2c || o.force_custom) {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
         let _permit = match &self.limits {
@@ -163,8 +176,16 @@ where
             }
             None => None,
         };
-        let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
         let mut stream = stream;
+        if let Some((port, acceptor)) = &self.tls
+            && local_port(&stream) == Some(*port)
+        {
+            stream = Box::pin(acceptor.accept(stream)).await?;
+            if stream.selected_alpn_proto() == Some(ALPN::H2) {
+                return ServerApp::process_new(&self.inner, stream, shutdown).await;
+            }
+        }
+        let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
         let mut carried: Option<HttpPersistentSettings> = None;
         loop {
             let mut first = self
@@ -224,6 +245,12 @@ where
         self.shutdown.fire();
         ServerApp::cleanup(&*self.inner).await;
     }
+}
+
+/// The local port a stream was accepted on.
+fn local_port(stream: &Stream) -> Option<u16> {
+    let digest = stream.get_socket_digest()?;
+    Some(digest.local_addr()?.as_inet()?.port())
 }
 
 impl<A> ParkIdle<A> {

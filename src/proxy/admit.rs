@@ -76,7 +76,8 @@ pub async fn reject(
         // login page sends the browser back to `return_to`.
         let req = session.req_header();
         let original = format!(
-            "http://{}{}",
+            "{}://{}{}",
+            ctx.scheme(),
             ctx.host.as_ref().map_or("localhost", Host::as_str),
             req.uri.path_and_query().map_or("/", |p| p.as_str())
         );
@@ -84,7 +85,7 @@ pub async fn reject(
         resp.insert_header(header::LOCATION, login.location(&original))?;
         resp.insert_header(header::CONTENT_LENGTH, 0)?;
         resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-        decorate_response(&mut resp, &ctx.request_id, &ctx.table.response_headers)?;
+        decorate_response(&mut resp, &ctx.request_id, ctx.response_headers())?;
         return session.write_response_header(Box::new(resp), true).await;
     }
     let (name, value) = match (auth, e) {
@@ -100,7 +101,7 @@ pub async fn reject(
     };
     let message = e.to_string();
     let r = ErrorResponse::new(e.status(), &message).with_header(name, value);
-    respond(session, &ctx.request_id, &ctx.table.response_headers, &r).await
+    respond(session, &ctx.request_id, ctx.response_headers(), &r).await
 }
 
 /// Removes identity headers a client sent: they come from the gateway only.

@@ -33,6 +33,8 @@ pub struct Ctx {
     pub(super) client_ip: Option<IpAddr>,
     /// Whether the TCP peer is a trusted proxy.
     pub(super) peer_trusted: bool,
+    /// The request came over TLS (the HTTPS listener).
+    pub(super) tls: bool,
     /// The verified identity, whose headers go upstream.
     pub(super) identity: Option<Arc<auth::Identity>>,
     /// Request body bytes seen so far, against the route's limit.
@@ -90,12 +92,23 @@ impl Ctx {
             host: None,
             client_ip: None,
             peer_trusted: false,
+            tls: false,
             identity: None,
             body_bytes: 0,
             up: Attempt::default(),
             fresh: false,
             aborted: None,
         }
+    }
+
+    /// The scheme the client used.
+    pub(super) fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The headers the gateway adds to this request's response.
+    pub(super) fn response_headers(&self) -> &[(http::HeaderName, HeaderValue)] {
+        self.table.response_headers(self.tls)
     }
 
     pub(super) fn route(&self) -> Option<&Route> {

@@ -15,6 +15,7 @@
 
 mod admit;
 mod ctx;
+mod https;
 mod ids;
 mod log;
 mod request;
@@ -93,6 +94,7 @@ impl ProxyHttp for Gateway {
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
         }
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
             let peer = peer.ip();
             let trusted = &ctx.table.trusted_proxies;
@@ -128,6 +130,12 @@ impl ProxyHttp for Gateway {
             }
         };
         ctx.host = host;
+        if let Some(port) = ctx.table.redirect_https
+            && !ctx.tls
+            && !crate::tls::challenge::is_challenge_path(session.req_header().uri.path())
+        {
+            return https::redirect(session, ctx, port).await;
+        }
         // Identity headers come from the gateway only, on every route.
         admit::strip_identity_headers(session.req_header_mut(), ctx.table.auth.as_ref());
 
@@ -372,7 +380,7 @@ impl ProxyHttp for Gateway {
                 peer,
                 trusted: ctx.peer_trusted,
                 host: ctx.host.as_ref(),
-                scheme: "http",
+                scheme: ctx.scheme(),
                 local_port,
                 request_id: &ctx.request_id,
                 keep,
@@ -490,9 +498,10 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        decorate_response(resp, &ctx.request_id, &ctx.table.response_headers)?;
+        decorate_response(resp, &ctx.request_id, ctx.response_headers())?;
         if let Some(server) = &ctx.server {
-            rewrite_response_urls(resp, server, ctx.host.as_ref().map(Host::as_str))?;
+            let client = ctx.host.as_ref().map(|h| (ctx.scheme(), h.as_str()));
+            rewrite_response_urls(resp, server, client)?;
         }
         Ok(())
     }
@@ -533,14 +542,9 @@ impl ProxyHttp for Gateway {
         } else {
             // Pingora does not reuse a connection after a proxy failure: say so.
             session.set_keepalive(None);
-            if respond(
-                session,
-                &ctx.request_id,
-                &ctx.table.response_headers,
-                &response,
-            )
-            .await
-            .is_err()
+            if respond(session, &ctx.request_id, ctx.response_headers(), &response)
+                .await
+                .is_err()
             {
                 tracing::debug!("could not send the error response");
             }
@@ -574,7 +578,7 @@ impl Gateway {
         message: &str,
     ) -> Result<bool> {
         let r = ErrorResponse::new(status, message);
-        respond(session, &ctx.request_id, &ctx.table.response_headers, &r).await?;
+        respond(session, &ctx.request_id, ctx.response_headers(), &r).await?;
         Ok(true)
     }
 }

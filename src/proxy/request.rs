@@ -32,6 +32,19 @@ pub fn check_request(req: &RequestHeader) -> Result<Option<Host>, &'static str> 
     {
         return Err("more than one Authorization header");
     }
+    // HTTP/2 (RFC 9113 §8.3.1): `:authority` is the host; a `Host` beside
+    // it must say the same.
+    if req.version == http::Version::HTTP_2
+        && let Some(a) = req.uri.authority()
+    {
+        let host = Host::parse(a.as_str()).map_err(|_| "invalid :authority")?;
+        let mut hosts = req.headers.get_all(header::HOST).iter();
+        return match (hosts.next(), hosts.next()) {
+            (None, _) => Ok(Some(host)),
+            (Some(h), None) if Host::from_header(h).is_ok_and(|h| h == host) => Ok(Some(host)),
+            _ => Err("Host differs from :authority"),
+        };
+    }
     // RFC 9112 §3.2.2: an absolute-form target's authority is the host
     // (Pingora keeps it off the `Uri` and refuses a `Host` that differs).
     match raw_target_authority(req.raw_path()).authority() {

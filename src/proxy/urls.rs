@@ -9,11 +9,13 @@ use pingora_http::ResponseHeader;
 /// Rewrites URLs of a response that point at the upstream server itself to
 /// the host the client used: `Location` of a redirect or a `201 Created`,
 /// `Content-Location`, and the `url=` of `Refresh`.
+/// `client`: the scheme and host the client used.
 pub fn rewrite_response_urls(
     resp: &mut ResponseHeader,
     server: &SocketAddr,
-    client_host: Option<&str>,
+    client: Option<(&str, &str)>,
 ) -> Result<()> {
+    let client_host = client;
     if client_host.is_none() {
         return Ok(());
     }
@@ -44,7 +46,11 @@ pub fn rewrite_response_urls(
 
 /// `Refresh: 5; url=http://127.0.0.1:3002/x` with the URL rewritten as
 /// [`rewrite_location`] does.
-fn rewrite_refresh(v: &[u8], server: &SocketAddr, client_host: Option<&str>) -> Option<String> {
+fn rewrite_refresh(
+    v: &[u8],
+    server: &SocketAddr,
+    client_host: Option<(&str, &str)>,
+) -> Option<String> {
     let v = std::str::from_utf8(v).ok()?;
     let lower = v.to_ascii_lowercase();
     let i = lower.find("url=")? + 4;
@@ -55,13 +61,14 @@ fn rewrite_refresh(v: &[u8], server: &SocketAddr, client_host: Option<&str>) -> 
 
 /// Rewrites a `Location` pointing at the upstream server itself (as Next.js
 /// emits `http://localhost:3002/...`) to the host the client used, as nginx's
-/// `proxy_redirect default` does. Other locations are left alone.
+/// `proxy_redirect default` does, with the scheme the client used
+/// (`client` = scheme, host). Other locations are left alone.
 pub fn rewrite_location(
     loc: &[u8],
     server: &SocketAddr,
-    client_host: Option<&str>,
+    client: Option<(&str, &str)>,
 ) -> Option<String> {
-    let client_host = client_host?;
+    let (scheme, client_host) = client?;
     let server = server.as_inet()?;
     let loc = std::str::from_utf8(loc).ok()?;
     let rest = loc.strip_prefix("http://")?;
@@ -81,7 +88,7 @@ pub fn rewrite_location(
             }));
     is_server.then(|| {
         format!(
-            "http://{client_host}{}",
+            "{scheme}://{client_host}{}",
             if tail.is_empty() { "/" } else { tail }
         )
     })
@@ -106,7 +113,7 @@ mod tests {
     #[test]
     fn rewrites_locations_that_point_at_the_upstream() {
         let s = addr("127.0.0.1:3002");
-        let rw = |l: &str| rewrite_location(l.as_bytes(), &s, Some("gw.example:6188"));
+        let rw = |l: &str| rewrite_location(l.as_bytes(), &s, Some(("http", "gw.example:6188")));
         assert_eq!(
             rw("http://localhost:3002/login?x=1").as_deref(),
             Some("http://gw.example:6188/login?x=1")
@@ -120,6 +127,17 @@ mod tests {
         assert_eq!(rw("http://example.com/x"), None);
         assert_eq!(rw("/relative"), None);
     }
+
+    #[test]
+    fn a_rewritten_location_keeps_the_clients_scheme() {
+        let s = addr("127.0.0.1:3002");
+        let loc = rewrite_location(
+            b"http://localhost:3002/login",
+            &s,
+            Some(("https", "gw.example")),
+        );
+        assert_eq!(loc.as_deref(), Some("https://gw.example/login"));
+    }
     #[test]
     fn rewrites_201_location_content_location_and_refresh() {
         let s = addr("127.0.0.1:3002");
@@ -128,7 +146,7 @@ mod tests {
             ("content-location", "http://localhost:3002/b?x"),
             ("refresh", "5; URL=http://127.0.0.1:3002/c"),
         ]);
-        rewrite_response_urls(&mut r, &s, Some("gw:80")).unwrap();
+        rewrite_response_urls(&mut r, &s, Some(("http", "gw:80"))).unwrap();
         assert_eq!(r.headers["location"], "http://gw:80/a");
         assert_eq!(r.headers["content-location"], "http://gw:80/b?x");
         assert_eq!(r.headers["refresh"], "5; URL=http://gw:80/c");
@@ -138,7 +156,7 @@ mod tests {
             ("refresh", "5; url=https://example.com/"),
         ]);
         r.set_status(200).unwrap();
-        rewrite_response_urls(&mut r, &s, Some("gw:80")).unwrap();
+        rewrite_response_urls(&mut r, &s, Some(("http", "gw:80"))).unwrap();
         assert_eq!(r.headers["location"], "http://127.0.0.1:3002/a");
         assert_eq!(r.headers["refresh"], "5; url=https://example.com/");
     }

@@ -17,6 +17,9 @@ use crate::health::{Checker, Spec};
 use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::routing::{Narrowing, Pattern, Router};
+use crate::tls::CertFiles;
+use crate::tls::files::{Checked, ReloadCounters, check_pair};
+use crate::tls::store::CertStore;
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
 use http::{HeaderName, HeaderValue, Method};
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -41,6 +44,9 @@ pub struct CompileContext {
     /// Resolve server names (always, except `gateway validate --no-resolve`
     /// in pipelines that cannot reach the production DNS).
     pub resolve_names: bool,
+    /// The certificate files in force and the store every handshake
+    /// resolves from (its ACME half is written by the ACME client).
+    pub certs: Arc<CertFiles>,
 }
 
 impl Default for CompileContext {
@@ -48,12 +54,21 @@ impl Default for CompileContext {
         let checker = Checker::default();
         let health = HealthRegistry::new();
         health.set_health_check(Box::new(checker.clone()));
+        let metrics = Metrics::new();
+        let certs = CertFiles::new(
+            CertStore::new(),
+            ReloadCounters {
+                success: metrics.tls_reloads.with_label_values(&["success"]),
+                failure: metrics.tls_reloads.with_label_values(&["failure"]),
+            },
+        );
         CompileContext {
             health: Arc::new(health),
             checker,
-            metrics: Metrics::new(),
+            metrics,
             jwks: Arc::default(),
             resolve_names: true,
+            certs,
         }
     }
 }
@@ -150,6 +165,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         );
         upstreams.insert(name.clone(), Arc::new(pool));
     }
+    let certificates = load_certificates(&config, &mut report);
     if !report.errors.is_empty() {
         report.warnings = warnings;
         return Err(report.into_errors());
@@ -207,7 +223,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         });
     }
 
-    let response_headers = config
+    let response_headers: Box<[_]> = config
         .response_headers
         .iter()
         .map(|(k, v)| {
@@ -217,6 +233,23 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             )
         })
         .collect();
+    let hsts = config.tls.as_ref().and_then(|t| t.hsts.as_deref());
+    let tls_response_headers = response_headers
+        .iter()
+        .cloned()
+        .chain(hsts.map(|v| {
+            (
+                http::header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_str(v).expect("checked"),
+            )
+        }))
+        .collect();
+    let redirect_https = config
+        .tls
+        .as_ref()
+        .filter(|t| t.redirect_http)
+        .and_then(|t| t.bind_address.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port());
 
     let a = &config.auth;
     let has_source = a.jwt_secret.is_some()
@@ -227,12 +260,15 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
 
     // Last step: nothing can fail any more, so the new settings are final.
     ctx.checker.set_specs(health_specs);
+    ctx.certs.install(certificates);
     warnings.append(&mut report.warnings);
     let table = RouteTable {
         router,
         routes: routes.into(),
         upstreams,
         response_headers,
+        tls_response_headers,
+        redirect_https,
         trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
         access_log: config.logging.access_log,
         auth,
@@ -245,6 +281,39 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         config,
         warnings,
     })
+}
+
+/// Loads and checks every `tls.certificates` pair (errors and warnings
+/// into `report`), with where each is in the file for later reloads.
+fn load_certificates(
+    config: &FileConfig,
+    report: &mut crate::config::Reporter,
+) -> Vec<(
+    crate::config::tls::CertificateConfig,
+    [crate::config::Diagnostic; 2],
+    Checked,
+)> {
+    let Some(tls) = &config.tls else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(tls.certificates.len());
+    for (i, c) in tls.certificates.iter().enumerate() {
+        let p = |field: &str| format!("/tls/certificates/{i}/{field}");
+        match check_pair(c) {
+            Ok(checked) => {
+                if let Some(w) = &checked.warning {
+                    report.warning(&p("cert_file"), w.clone());
+                }
+                let at = [
+                    report.locate(&p("cert_file")),
+                    report.locate(&p("key_file")),
+                ];
+                out.push((c.clone(), at, checked));
+            }
+            Err((field, msg)) => report.error(&p(field.as_str()), msg),
+        }
+    }
+    out
 }
 
 /// The global `health_check` with an upstream's override applied.

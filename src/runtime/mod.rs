@@ -56,6 +56,12 @@ pub struct RouteTable {
     pub access_log: bool,
     /// Added to responses unless the upstream set them.
     pub response_headers: Box<[(HeaderName, HeaderValue)]>,
+    /// The same for responses over HTTPS: plus `Strict-Transport-Security`
+    /// when `tls.hsts` is set.
+    pub tls_response_headers: Box<[(HeaderName, HeaderValue)]>,
+    /// `tls.redirect_http`: the HTTPS listener's port that plain-HTTP
+    /// requests are redirected to (`308`).
+    pub redirect_https: Option<u16>,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: TrustedProxies,
     pub auth: Option<Authenticator>,
@@ -68,6 +74,15 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// The headers added to responses on a connection (TLS or not).
+    pub fn response_headers(&self, tls: bool) -> &[(HeaderName, HeaderValue)] {
+        if tls {
+            &self.tls_response_headers
+        } else {
+            &self.response_headers
+        }
+    }
+
     /// The most specific route for a normalized path (see [`Router::lookup`]).
     /// Returns the route's index (kept in the request context) and the route.
     pub fn lookup(

@@ -9,10 +9,19 @@
 //!   from (SNI), written by the file loader and the ACME client.
 //! - [`challenge`]: ACME HTTP-01 answers, shared by the ACME client (which
 //!   publishes them) and the plain listener (which serves them).
+//! - [`accept`]: the HTTPS listener's handshake (our own rustls config over
+//!   a Pingora-owned TCP listener) and its counters; [`conn`]: the TLS
+//!   connection as a Pingora stream.
 
+pub mod accept;
 pub mod challenge;
+pub mod conn;
+pub mod files;
 pub mod pem;
 pub mod store;
+
+pub use accept::{Acceptor, TlsCounters};
+pub use files::{CertFiles, CertWatchService};
 
 use std::sync::Arc;
 
