@@ -102,7 +102,7 @@ struct Https {
     gw: Gateway,
     port: u16,
     _port: common::ReservedPort,
-    _certs: tempfile::TempDir,
+    certs: tempfile::TempDir,
 }
 
 impl Https {
@@ -131,7 +131,7 @@ impl Https {
             gw,
             port,
             _port: reserved,
-            _certs: certs,
+            certs,
         }
     }
 
@@ -371,4 +371,304 @@ async fn plain_http_redirects_to_https_and_hsts_is_sent_over_https_only() {
         r.headers()["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
     );
+}
+
+/// Replaces a file the way deploy tools do: write aside, rename over.
+fn replace(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A client that opens a new connection (a full handshake: no session
+/// resumption, which would keep the old certificate) per request.
+fn fresh_client(ca: &Ca, names: &[&str], port: u16) -> reqwest::Client {
+    let mut tls = client_config(ca, &[b"http/1.1"]);
+    tls.resumption = rustls::client::Resumption::disabled();
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .tls_info(true)
+        .http1_only()
+        .tls_backend_preconfigured(tls);
+    for n in names {
+        b = b.resolve(n, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_serves_new_handshakes_within_2s_without_failing_a_request() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    let h = Https::start(
+        &up,
+        |d| vec![write_pair(d, "gw", &ca.leaf(&["gw.test"], 1))],
+        "",
+    );
+    let (cert, key) = (h.certs.path().join("gw.crt"), h.certs.path().join("gw.key"));
+    // A keep-alive connection opened before the rotation.
+    let kept = https_client(&ca, &["gw.test"], h.port, false);
+    let r = kept.get(h.url("gw.test", "/before")).send().await.unwrap();
+    assert_eq!(response_serial(&r), 1);
+
+    // Load: new connections, one after another, in 4 tasks.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (c, url, stop) = (
+            fresh_client(&ca, &["gw.test"], h.port),
+            h.url("gw.test", "/load"),
+            stop.clone(),
+        );
+        load.spawn(async move {
+            let (mut ok, mut failed, mut serials) =
+                (0u32, Vec::new(), std::collections::BTreeSet::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && tokio::time::Instant::now() < deadline
+            {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        serials.insert(response_serial(&r));
+                        ok += 1;
+                    }
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(format!("{e:?}")),
+                }
+            }
+            (ok, failed, serials)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = ca.leaf(&["gw.test"], 2);
+    let rotated = std::time::Instant::now();
+    // The key first, then the cert: in between the pair does not match,
+    // which must never be served.
+    replace(&key, &next.key);
+    replace(&cert, &next.cert);
+    let probe = fresh_client(&ca, &["gw.test"], h.port);
+    let mut seen_after = None;
+    while rotated.elapsed() < Duration::from_secs(5) {
+        let r = probe.get(h.url("gw.test", "/probe")).send().await.unwrap();
+        if response_serial(&r) == 2 {
+            seen_after = Some(rotated.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut total, mut serials) = (0, std::collections::BTreeSet::new());
+    while let Some(r) = load.join_next().await {
+        let (ok, failed, s) = r.unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests: {failed:?}\n{}",
+            h.gw.log()
+        );
+        total += ok;
+        serials.extend(s);
+    }
+    let took =
+        seen_after.unwrap_or_else(|| panic!("new serial never served; log:\n{}", h.gw.log()));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(total > 10, "only {total} requests under load");
+    assert_eq!(serials, [1, 2].into(), "the load saw both certificates");
+
+    // The connection opened before still works, on its old certificate.
+    let r = kept.get(h.url("gw.test", "/after")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(response_serial(&r), 1);
+    let m = common::scrape(&h.gw).await;
+    assert!(m[r#"gateway_tls_certificate_reloads_total{result="success"}"#] >= 1.0);
+}
+
+#[tokio::test]
+async fn a_broken_rotation_keeps_the_previous_certificate_and_says_why() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    let h = Https::start(
+        &up,
+        |d| vec![write_pair(d, "gw", &ca.leaf(&["gw.test"], 1))],
+        "",
+    );
+    let key = h.certs.path().join("gw.key");
+    // The key of another certificate.
+    replace(&key, &ca.leaf(&["gw.test"], 9).key);
+    let log = h.gw.wait_log("does not match");
+    let line = log.lines().find(|l| l.contains("does not match")).unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains(&format!("{}:", h.gw.config_path.display()))
+            && line.contains("tls.certificates[0].key_file"),
+        "not in the validate form: {line}"
+    );
+    assert_eq!(handshake(h.port, "gw.test", TLS12_13).await, Ok(1));
+    let m = common::scrape(&h.gw).await;
+    assert_eq!(
+        m[r#"gateway_tls_certificate_reloads_total{result="failure"}"#],
+        1.0
+    );
+
+    // Garbage in the cert file: refused too.
+    replace(&h.certs.path().join("gw.crt"), "not a certificate\n");
+    assert!(common::eventually(Duration::from_secs(5), || async {
+        common::scrape(&h.gw).await[r#"gateway_tls_certificate_reloads_total{result="failure"}"#] >= 2.0
+    })
+    .await);
+    assert_eq!(handshake(h.port, "gw.test", TLS12_13).await, Ok(1));
+
+    // A good pair again is picked up.
+    let next = ca.leaf(&["gw.test"], 3);
+    replace(&key, &next.key);
+    replace(&h.certs.path().join("gw.crt"), &next.cert);
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            handshake(h.port, "gw.test", TLS12_13).await == Ok(3)
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_kubernetes_secret_volume_swap_is_picked_up() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    // kubelet's layout: tls.crt → ..data/tls.crt, ..data → ..TIMESTAMP/.
+    let h = Https::start(
+        &up,
+        |d| {
+            let v1 = d.join("..2026_12_02_v1");
+            std::fs::create_dir(&v1).unwrap();
+            write_pair(&v1, "tls", &ca.leaf(&["gw.test"], 1));
+            std::os::unix::fs::symlink("..2026_12_02_v1", d.join("..data")).unwrap();
+            for f in ["tls.crt", "tls.key"] {
+                std::os::unix::fs::symlink(format!("..data/{f}"), d.join(f)).unwrap();
+            }
+            vec![(d.join("tls.crt"), d.join("tls.key"))]
+        },
+        "",
+    );
+    let d = h.certs.path();
+    let v2 = d.join("..2026_12_02_v2");
+    std::fs::create_dir(&v2).unwrap();
+    write_pair(&v2, "tls", &ca.leaf(&["gw.test"], 2));
+    std::os::unix::fs::symlink("..2026_12_02_v2", d.join("..data_tmp")).unwrap();
+    let swapped = std::time::Instant::now();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            handshake(h.port, "gw.test", TLS12_13).await == Ok(2)
+        })
+        .await
+    );
+    assert!(
+        swapped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        swapped.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn min_version_1_3_refuses_tls_1_2_and_counts_it() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    let h = Https::start(
+        &up,
+        |d| vec![write_pair(d, "gw", &ca.leaf(&["gw.test"], 1))],
+        "  min_version: \"1.3\"\n",
+    );
+    let e = handshake(h.port, "gw.test", &[&rustls::version::TLS12])
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("ProtocolVersion") || e.contains("protocol"),
+        "{e}"
+    );
+    assert_eq!(handshake(h.port, "gw.test", TLS12_13).await, Ok(1));
+    let c = https_client(&ca, &["gw.test"], h.port, true);
+    assert_eq!(
+        c.get(h.url("gw.test", "/")).send().await.unwrap().status(),
+        200
+    );
+
+    let m = common::scrape(&h.gw).await;
+    assert_eq!(
+        m[r#"gateway_tls_handshake_errors_total{reason="protocol_version"}"#],
+        1.0
+    );
+    assert!(m[r#"gateway_tls_handshakes_total{alpn="h2",version="1.3"}"#] >= 1.0);
+    assert!(m[r#"gateway_tls_handshakes_total{alpn="none",version="1.3"}"#] >= 1.0);
+    let expiry = m[&format!(
+        r#"gateway_tls_certificate_expiry_timestamp_seconds{{name="{}",source="file"}}"#,
+        h.certs.path().join("gw.crt").display()
+    )];
+    assert!(expiry > common::now() as f64 + 80.0 * 86_400.0, "{expiry}");
+
+    let ready: serde_json::Value = client()
+        .get(h.gw.metrics_url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = &ready["certificates"][0];
+    assert_eq!(cert["names"], serde_json::json!(["gw.test"]));
+    assert_eq!(cert["source"], "file");
+    assert_eq!(cert["not_after"].as_f64().unwrap(), expiry);
+}
+
+/// `gateway validate` on a config whose `tls:` names `pairs`.
+fn validate(pairs: &[(PathBuf, PathBuf)], dir: &Path) -> (i32, String) {
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "upstreams:\n  app:\n    servers: [\"127.0.0.1:9\"]\nroutes:\n  - path: /*\n    upstream: app\n    auth_required: false\n{}",
+            tls_section(6443, pairs, "")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["validate"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn validate_loads_every_pair_and_reports_each_problem() {
+    let ca = Ca::new();
+    let d = tempfile::tempdir().unwrap();
+    let good = write_pair(d.path(), "good", &ca.leaf(&["a.test"], 1));
+    let soon = write_pair(d.path(), "soon", &ca.leaf_for(&["s.test"], 2, 5));
+    let (code, out) = validate(&[good.clone(), soon.clone()], d.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("tls.certificates[1].cert_file: warning: certificate expires in "),
+        "{out}"
+    );
+
+    let expired = write_pair(d.path(), "expired", &ca.leaf_for(&["e.test"], 3, -1));
+    let mismatched = (good.0.clone(), soon.1.clone());
+    let missing = (d.path().join("nope.crt"), good.1.clone());
+    let (code, out) = validate(&[expired, mismatched, missing], d.path());
+    assert_ne!(code, 0, "{out}");
+    for needle in [
+        "tls.certificates[0].cert_file: certificate expired on",
+        "tls.certificates[1].key_file: key",
+        "does not match certificate",
+        "tls.certificates[2].cert_file: cannot read",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
 }
