@@ -113,16 +113,25 @@ impl Https {
         pairs: impl FnOnce(&Path) -> Vec<(PathBuf, PathBuf)>,
         extra: &str,
     ) -> Https {
+        let routes = routes(up);
+        Self::launch(|tls| format!("{routes}{tls}"), pairs, extra, 1)
+    }
+
+    /// [`Https::start`] with the whole body from `body(tls_section)` and a
+    /// graceful-upgrade grace period.
+    fn launch(
+        body: impl FnOnce(&str) -> String,
+        pairs: impl FnOnce(&Path) -> Vec<(PathBuf, PathBuf)>,
+        extra: &str,
+        grace_seconds: u64,
+    ) -> Https {
         init();
         let reserved = reserve_port();
         let port = reserved.port;
         let certs = tempfile::tempdir().unwrap();
         let pairs = pairs(certs.path());
-        let gw = Gateway::start(&format!(
-            "{}{}",
-            routes(up),
-            tls_section(port, &pairs, extra)
-        ));
+        let gw = Gateway::launch(&body(&tls_section(port, &pairs, extra)), &[], grace_seconds);
+        gw.wait_listening();
         common::wait_for(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
@@ -671,4 +680,162 @@ fn validate_loads_every_pair_and_reports_each_problem() {
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
+}
+
+#[tokio::test]
+async fn websockets_work_over_https() {
+    use futures_util::{SinkExt, StreamExt};
+    let up = Upstream::start("app").await;
+    let ws = common::ws::ws_echo_server().await;
+    let ca = Ca::new();
+    let routes = format!(
+        "upstreams:\n  app: {{ servers: [\"{}\"] }}\n  ws: {{ servers: [\"{ws}\"] }}\nroutes:\n  - {{ path: \"/ws/*\", upstream: ws, auth_required: false }}\n  - {{ path: \"/*\", upstream: app, auth_required: false }}\n",
+        up.addr
+    );
+    let h = Https::launch(
+        |tls| format!("{routes}{tls}"),
+        |d| vec![write_pair(d, "gw", &ca.leaf(&["gw.test"], 1))],
+        "",
+        1,
+    );
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", h.port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client_config(&ca, &[b"http/1.1"])))
+        .connect(ServerName::try_from("gw.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sock, resp) = tokio_tungstenite::client_async("wss://gw.test/ws/x", tls)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", h.gw.log()));
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        let m = tokio_tungstenite::tungstenite::Message::text(format!("m{i}"));
+        sock.send(m).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), sock.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.into_text().unwrap().as_str(), format!("m{i}"));
+    }
+}
+
+/// HTTPS clients until stopped: `fresh` ones handshake per request, the
+/// others keep their connection (HTTP/1.1 or HTTP/2). Each records the
+/// `X-Config-Version`s it saw and every failure.
+fn https_load(
+    ca: &Ca,
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinSet<(u32, Vec<String>, std::collections::BTreeSet<String>)> {
+    let mut set = tokio::task::JoinSet::new();
+    let clients = [
+        ("fresh", fresh_client(ca, &["gw.test"], port)),
+        ("fresh", fresh_client(ca, &["gw.test"], port)),
+        ("h1", https_client(ca, &["gw.test"], port, false)),
+        ("h1", https_client(ca, &["gw.test"], port, false)),
+        ("h2", https_client(ca, &["gw.test"], port, true)),
+        ("h2", https_client(ca, &["gw.test"], port, true)),
+    ];
+    for (kind, c) in clients {
+        let (stop, url) = (stop.clone(), format!("https://gw.test:{port}/x"));
+        set.spawn(async move {
+            let (mut ok, mut failed, mut seen) = (0, Vec::new(), std::collections::BTreeSet::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && tokio::time::Instant::now() < deadline
+            {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        if let Some(v) = r.headers().get("x-config-version") {
+                            seen.insert(v.to_str().unwrap().to_string());
+                        }
+                        match r.bytes().await {
+                            Ok(_) => ok += 1,
+                            Err(e) => failed.push(format!("{kind} body: {e:?}")),
+                        }
+                    }
+                    Ok(r) => failed.push(format!("{kind}: status {}", r.status())),
+                    Err(e) => failed.push(format!("{kind}: {e:?}")),
+                }
+            }
+            (ok, failed, seen)
+        });
+    }
+    set
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_upgrade_hands_the_https_listener_over_without_a_failed_request() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    let body = |version: &str, tls: &str| {
+        format!(
+            "{}response_headers:\n  X-Config-Version: \"{version}\"\n{tls}",
+            routes(&up)
+        )
+    };
+    let h = Https::launch(
+        |tls| body("old", tls),
+        |d| vec![write_pair(d, "gw", &ca.leaf(&["gw.test"], 1))],
+        "",
+        2,
+    );
+    let mut old = h.gw;
+    let tls = tls_section(
+        h.port,
+        &[(h.certs.path().join("gw.crt"), h.certs.path().join("gw.key"))],
+        "",
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = https_load(&ca, h.port, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    old.write_config(&body("new", &tls));
+    let new = old.spawn_upgrade();
+    let sock = old.dir.path().join("upgrade.sock");
+    common::wait_for(Duration::from_secs(10), || sock.exists())
+        .expect("new process waits on the upgrade socket");
+    common::kill(old.pid(), "QUIT");
+
+    let probe = fresh_client(&ca, &["gw.test"], h.port);
+    let url = h_url(h.port, "/x");
+    assert!(
+        common::eventually(Duration::from_secs(15), || async {
+            probe.get(&url).send().await.is_ok_and(|r| {
+                r.headers()
+                    .get("x-config-version")
+                    .is_some_and(|v| v == "new")
+            })
+        })
+        .await,
+        "the new process never answered over HTTPS:\n{}",
+        new.log()
+    );
+    let status = old
+        .wait_exit(Duration::from_secs(20))
+        .expect("old process exits after its grace period");
+    assert!(status.success(), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut total, mut seen) = (0, std::collections::BTreeSet::new());
+    while let Some(r) = load.join_next().await {
+        let (ok, failed, s) = r.unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}\nnew log:\n{}",
+            failed.len(),
+            &failed[..failed.len().min(5)],
+            new.log()
+        );
+        total += ok;
+        seen.extend(s);
+    }
+    assert!(total > 50, "only {total} requests");
+    assert_eq!(seen, ["new".to_string(), "old".to_string()].into());
+}
+
+fn h_url(port: u16, path: &str) -> String {
+    format!("https://gw.test:{port}{path}")
 }
