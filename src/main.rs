@@ -6,6 +6,9 @@ use pingora_gateway::server::{RunOptions, StartError};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // reqwest (JWKS, introspection), Pingora and the HTTPS listener share
+    // one rustls provider; reqwest panics on a client built without it.
+    pingora_gateway::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Schema) => {

@@ -362,6 +362,8 @@ where
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a rustls provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
