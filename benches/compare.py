@@ -8,6 +8,10 @@ profile: fat LTO):
     python3 benches/compare.py --rounds 10 --seconds 5 --idle 10000
     python3 benches/compare.py --ab OLD/target/production/gateway --rows "nginx|gateway( B)?( 4 KiB)?$|tuned" --idle 0
 
+HTTPS rows (TLS 1.3, one self-signed P-256 certificate for both): keep-alive
+HTTP/1.1 (wrk), a new connection and full handshake per request (wrk with
+`Connection: close`), HTTP/2 (h2load, 64 connections x 10 streams).
+
 Everything runs on 127.0.0.1 with one worker each (nginx worker_processes 1,
 Pingora threads 1), the same upstream (nginx answering from memory), the same
 load generator (wrk -t1 -c64). Rows are measured in a shuffled order inside
@@ -47,7 +51,7 @@ def sh(*args, **kw):
 
 
 def ensure_tools():
-    missing = [p for p, cmd in (("nginx", "nginx"), ("wrk", "wrk"), ("cmake", "cmake"), ("openssl", "openssl")) if not shutil.which(cmd) and not os.path.exists("/usr/sbin/" + cmd)]
+    missing = [p for p, cmd in (("nginx", "nginx"), ("wrk", "wrk"), ("cmake", "cmake"), ("openssl", "openssl"), ("nghttp2-client", "h2load")) if not shutil.which(cmd) and not os.path.exists("/usr/sbin/" + cmd)]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         sh(*sudo, "apt-get", "update", "-qq")
@@ -189,6 +193,54 @@ def start_gateway(d, name, config_text, exe=None):
     return p
 
 
+def make_cert(d):
+    """One self-signed P-256 certificate for `bench` and 127.0.0.1, served
+    by nginx and the gateway alike."""
+    crt, key = os.path.join(d, "bench.crt"), os.path.join(d, "bench.key")
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", key, "-out", crt, "-days", "30", "-subj", "/CN=bench",
+       "-addext", "subjectAltName=DNS:bench,IP:127.0.0.1", capture_output=True)
+    os.chmod(key, 0o644)  # nginx workers run as nobody
+    return crt, key
+
+
+def nginx_tls_server(port, crt, key, proxy_body):
+    """An nginx `server` block on `port`: TLS 1.3 only, HTTP/2 and HTTP/1.1."""
+    return f"""server {{
+    listen 127.0.0.1:{port} ssl http2 reuseport backlog=4096;
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.3;
+    keepalive_requests 100000;
+    http2_max_concurrent_streams 128;
+    {proxy_body}
+  }}"""
+
+
+def gateway_tls(port, crt, key):
+    """The gateway's `tls:` section: the same certificate, TLS 1.3 only."""
+    return f"""tls:
+  bind_address: "127.0.0.1:{port}"
+  min_version: "1.3"
+  certificates:
+    - {{ cert_file: "{crt}", key_file: "{key}" }}
+"""
+
+
+def h2load(url, seconds):
+    """HTTP/2 requests/s: one thread, 64 connections, 10 streams each."""
+    out = subprocess.run(["h2load", "-t1", "-c64", "-m10", f"-D{seconds}", url],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    def num(pattern, default=0.0):
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else default
+    done = num(r"requests: \d+ total, \d+ started, (\d+) done")
+    ok2xx = num(r"status codes: (\d+) 2xx")
+    errors = num(r"(\d+) failed") + num(r"(\d+) errored") + num(r"(\d+) timeout") + max(done - ok2xx, 0)
+    return {"rps": num(r"finished in [\d.]+s, ([\d.]+) req/s"), "requests": done,
+            "p50": float("nan"), "p99": float("nan"), "errors": int(errors)}
+
+
 def hs256_token():
     import base64, hmac, hashlib
     b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
@@ -236,14 +288,25 @@ def wrk(url, seconds, header=None, script=None):
             "p50": ms("50"), "p99": ms("99"), "errors": errors}
 
 
-async def hold_idle(port, n, path, header=""):
-    """Opens n keep-alive connections, one request each, and keeps them open."""
+async def hold_idle(port, n, path, header="", tls=False):
+    """Opens n keep-alive connections (over TLS 1.3 when `tls`), one request
+    each, and keeps them open."""
     conns = []
     req = f"GET {path} HTTP/1.1\r\nHost: bench\r\n{header}\r\n".encode()
-    sem = asyncio.Semaphore(500)
+    sem = asyncio.Semaphore(500 if not tls else 100)
+    ctx = None
+    if tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
     async def one():
         async with sem:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
+            if ctx:
+                r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="bench")
+            else:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(req)
             await w.drain()
             await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
@@ -251,6 +314,11 @@ async def hold_idle(port, n, path, header=""):
     results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
     failed = sum(1 for x in results if isinstance(x, Exception))
     return conns, failed
+
+
+def set_profile(profile):
+    global PROFILE
+    PROFILE = profile
 
 
 def main():
@@ -261,7 +329,9 @@ def main():
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--ab", metavar="GATEWAY_BINARY", help="A/B: also run this gateway binary (e.g. a build of the previous commit) on the same config, as rows 'gateway B'")
     ap.add_argument("--rows", metavar="REGEX", help="run only the rows whose names match (ratios need both of their rows)")
+    ap.add_argument("--profile", default=PROFILE, help="cargo profile of the binaries (default: production; release builds faster for a quick look)")
     args = ap.parse_args()
+    set_profile(args.profile)
     raise_fd_limit()
     ensure_tools()
     sh("cargo", "build", "--profile", PROFILE, "--bin", "gateway", "--example", "bare_pingora", cwd=ROOT)
@@ -270,7 +340,7 @@ def main():
     os.chmod(d, 0o755)  # nginx workers (user nobody) read the 4 KiB file
     procs = []
     try:
-        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6")}
+        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m8")}
         open(os.path.join(d, "4k.txt"), "w").write("x" * 4096)  # served from the page cache
         open(os.path.join(d, "1m.bin"), "wb").write(b"x" * (1 << 20))
         rs_token = rs256(d)
@@ -290,6 +360,10 @@ def main():
         for name in ("nginx", "nginx2"):
             procs.append(start_nginx(d, name, ports[name], proxy_body, backend))
         nginx, nginx2 = procs[1], procs[2]
+        crt, key = make_cert(d)
+        nginx_tls = start_nginx(d, "nginx_tls", ports["nginx_tls_http"], proxy_body,
+                                backend + "\n  " + nginx_tls_server(ports["nginx_tls"], crt, key, proxy_body))
+        procs.append(nginx_tls)
         bare = Proc("bare", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare']}", f"127.0.0.1:{ports['up']}", "1"])
         procs.append(bare)
         wait_http(f"http://127.0.0.1:{ports['bare']}/health")
@@ -307,7 +381,8 @@ def main():
         # Pingora's default 64 KiB per-connection read buffer, to show that
         # the gateway's default (none) costs nothing on large bodies.
         gw_64k = start_gateway(d, "gw_64k", gateway_config(d, ports["gw_64k"], ports["up"], ports["m6"], extra_server="  read_buffer_bytes: 65536\n"))
-        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k]
+        gw_tls = start_gateway(d, "gw_tls", gateway_config(d, ports["gw_tls_http"], ports["up"], ports["m8"]) + gateway_tls(ports["gw_tls"], crt, key))
+        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k, gw_tls]
         if args.ab:
             ports["gw_b"], ports["m7"] = free_port(), free_port()
             gw_b = start_gateway(d, "gw_b", gateway_config(d, ports["gw_b"], ports["up"], ports["m7"]), exe=os.path.abspath(args.ab))
@@ -334,6 +409,14 @@ def main():
             "nginx 1 MiB up": (nginx, f"http://127.0.0.1:{ports['nginx']}/upload", None, upload),
             "gateway 10k routes": (gw_10k, f"http://127.0.0.1:{ports['gw_10k']}/svc9999/v3/x", None),
             "gateway reload 1/s": (gw_reload, f"http://127.0.0.1:{ports['gw_reload']}/test/x", None),
+            # HTTPS, TLS 1.3, the same certificate: keep-alive HTTP/1.1, a
+            # new connection (full handshake) per request, HTTP/2.
+            "nginx https": (nginx_tls, f"https://127.0.0.1:{ports['nginx_tls']}/test/x", None),
+            "gateway https": (gw_tls, f"https://127.0.0.1:{ports['gw_tls']}/test/x", None),
+            "nginx https handshakes": (nginx_tls, f"https://127.0.0.1:{ports['nginx_tls']}/test/x", "Connection: close"),
+            "gateway https handshakes": (gw_tls, f"https://127.0.0.1:{ports['gw_tls']}/test/x", "Connection: close"),
+            "nginx h2": (nginx_tls, f"https://127.0.0.1:{ports['nginx_tls']}/test/x", None, "h2load"),
+            "gateway h2": (gw_tls, f"https://127.0.0.1:{ports['gw_tls']}/test/x", None, "h2load"),
         }
         if args.ab:
             rows["gateway B"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/x", None)
@@ -360,7 +443,10 @@ def main():
                     t = threading.Thread(target=reloader, daemon=True)
                     t.start()
                 c0 = cpu_seconds(pid)
-                res = wrk(url, args.seconds, header, *script)
+                if script == ["h2load"]:
+                    res = h2load(url, args.seconds)
+                else:
+                    res = wrk(url, args.seconds, header, *script)
                 res["cpu_us_per_req"] = (cpu_seconds(pid) - c0) / max(res["requests"], 1) * 1e6
                 if t:
                     stop_reload.set()
@@ -401,6 +487,10 @@ def main():
             "gateway 1 MiB up / nginx": ratio("gateway 1 MiB up", "nginx 1 MiB up"),
             "gateway 10k routes / gateway": ratio("gateway 10k routes", "gateway"),
             "gateway reload 1/s / gateway": ratio("gateway reload 1/s", "gateway"),
+            "gateway https / nginx https": ratio("gateway https", "nginx https"),
+            "gateway https handshakes / nginx": ratio("gateway https handshakes", "nginx https handshakes"),
+            "gateway h2 / nginx h2": ratio("gateway h2", "nginx h2"),
+            "gateway https / gateway": ratio("gateway https", "gateway"),
         }
         for k, (a, b) in pairs.items():
             ratios[k] = ratio(a, b)
@@ -412,7 +502,7 @@ def main():
         idle = {}
         if args.idle:
             print(f"\nRSS with {args.idle} idle keep-alive connections (fresh processes):")
-            fresh = {k: free_port() for k in ("nginx", "bare", "bare_tuned", "gw", "gw_64k", "m1", "m2")}
+            fresh = {k: free_port() for k in ("nginx", "bare", "bare_tuned", "gw", "gw_64k", "m1", "m2", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m3")}
             exe = os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora")
             up_addr = f"127.0.0.1:{ports['up']}"
             candidates = [
@@ -421,13 +511,17 @@ def main():
                 ("bare pingora tuned", lambda: Proc("bare_tuned_idle", [exe, f"127.0.0.1:{fresh['bare_tuned']}", up_addr, "1", "0", "nosteal"]), fresh["bare_tuned"]),
                 ("gateway", lambda: start_gateway(d, "gw_idle", gateway_config(d, fresh["gw"], ports["up"], fresh["m1"])), fresh["gw"]),
                 ("gateway 64K buf", lambda: start_gateway(d, "gw_64k_idle", gateway_config(d, fresh["gw_64k"], ports["up"], fresh["m2"], extra_server="  read_buffer_bytes: 65536\n")), fresh["gw_64k"]),
+                ("nginx https", lambda: start_nginx(d, "nginx_tls_idle", fresh["nginx_tls_http"], proxy_body, backend + "\n  " + nginx_tls_server(fresh["nginx_tls"], crt, key, proxy_body)), fresh["nginx_tls"]),
+                ("gateway https", lambda: start_gateway(d, "gw_tls_idle", gateway_config(d, fresh["gw_tls_http"], ports["up"], fresh["m3"]) + gateway_tls(fresh["gw_tls"], crt, key)), fresh["gw_tls"]),
             ]
             for name, start, port in candidates:
                 proc = start()
                 procs.append(proc)
-                wait_http(f"http://127.0.0.1:{port}/health")
+                tls = "https" in name
+                if not tls:
+                    wait_http(f"http://127.0.0.1:{port}/health")
                 before = rss_kb(proc.pid)
-                (rss, anon), failed = asyncio.run(asyncio.wait_for(hold_and_measure(port, args.idle, proc), 120))
+                (rss, anon), failed = asyncio.run(asyncio.wait_for(hold_and_measure(port, args.idle, proc, tls), 300))
                 idle[name] = {"rss_before_mb": before / 1024, "rss_mb": rss / 1024, "anon_mb": anon / 1024, "failed": failed}
                 print(f"  {name:<20}{rss / 1024:8.1f} MB  (anonymous {anon / 1024:.1f} MB; before: {before / 1024:.1f} MB; failed connections: {failed})")
                 proc.stop()
@@ -439,8 +533,8 @@ def main():
         shutil.rmtree(d, ignore_errors=True)
 
 
-async def hold_and_measure(port, n, proc):
-    conns, failed = await hold_idle(port, n, "/test/x")
+async def hold_and_measure(port, n, proc, tls=False):
+    conns, failed = await hold_idle(port, n, "/test/x", tls=tls)
     await asyncio.sleep(1)
     rss = (rss_kb(proc.pid), rss_kb(proc.pid, "RssAnon"))
     for _, w in conns:

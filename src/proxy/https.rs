@@ -31,6 +31,24 @@ pub(super) async fn redirect(session: &mut Session, ctx: &Ctx, port: u16) -> Res
     Ok(true)
 }
 
+/// HTTP/2 clients may split `Cookie` into one field per cookie (RFC 9113
+/// §8.2.3); an HTTP/1.1 upstream must get them as one header, `; `-joined.
+pub(super) fn join_cookies(req: &mut pingora_http::RequestHeader) -> Result<()> {
+    let mut values = req.headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return Ok(());
+    }
+    let joined = req
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    req.insert_header(header::COOKIE, joined)?;
+    Ok(())
+}
+
 /// The HTTPS URL of the same host (its port replaced by `port`, left out
 /// when 443) and target.
 fn location(host: &Host, port: u16, target: &str) -> String {
@@ -44,6 +62,19 @@ fn location(host: &Host, port: u16, target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_cookies_are_joined_for_http1() {
+        let mut req = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("cookie", "a=1").unwrap();
+        join_cookies(&mut req).unwrap();
+        assert_eq!(req.headers["cookie"], "a=1");
+        req.append_header("cookie", "b=2").unwrap();
+        req.append_header("cookie", "c=3").unwrap();
+        join_cookies(&mut req).unwrap();
+        let all: Vec<_> = req.headers.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+    }
 
     #[test]
     fn the_location_keeps_host_and_target_with_the_https_port() {

@@ -386,6 +386,9 @@ impl ProxyHttp for Gateway {
                 keep,
             },
         )?;
+        if session.req_header().version == http::Version::HTTP_2 {
+            https::join_cookies(req)?;
+        }
         // Set after Pingora removed what the client's `Connection` header
         // named, so a client cannot make them disappear.
         if let Some(id) = &ctx.identity {
