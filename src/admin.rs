@@ -26,6 +26,8 @@ pub struct AdminState {
     pub table: Arc<ArcSwap<RouteTable>>,
     pub draining: Arc<AtomicBool>,
     pub proxy_port: u16,
+    /// The HTTPS listener's port, when there is one.
+    pub tls_port: Option<u16>,
     pub metrics_path: String,
     /// The certificates the HTTPS listener serves (none without `tls`).
     pub certs: Option<Arc<CertStore>>,
@@ -72,7 +74,8 @@ impl AdminState {
             last_reload_ok: r.last_successful.load(Ordering::Relaxed),
             last_success_timestamp: r.last_success_timestamp.load(Ordering::Relaxed),
             config_hash: format!("{:016x}", r.config_hash.load(Ordering::Relaxed)),
-            downstream_connections: established_connections(self.proxy_port),
+            downstream_connections: established_connections(self.proxy_port)
+                .map(|n| n + self.tls_port.and_then(established_connections).unwrap_or(0)),
             certificates: self.certs.as_ref().map_or_else(Vec::new, |c| {
                 c.snapshot()
                     .entries()

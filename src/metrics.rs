@@ -192,7 +192,7 @@ impl Metrics {
             in_flight: gauge(REQUESTS_IN_FLIGHT, "Requests being processed."),
             downstream_connections: gauge(
                 DOWNSTREAM_CONNECTIONS,
-                "Open client connections to the proxy listener.",
+                "Open client connections to the proxy listeners (plain and HTTPS).",
             ),
             server_healthy: gauge_vec(
                 UPSTREAM_SERVER_HEALTHY,

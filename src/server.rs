@@ -180,6 +180,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             table,
             draining: draining.clone(),
             proxy_port,
+            tls_port: config
+                .tls
+                .as_ref()
+                .and_then(|t| t.bind_address.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.port()),
             metrics_path: config.metrics.path.clone(),
             certs: config.tls.is_some().then(|| certs.store().clone()),
         });

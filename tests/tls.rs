@@ -839,3 +839,37 @@ async fn a_graceful_upgrade_hands_the_https_listener_over_without_a_failed_reque
 fn h_url(port: u16, path: &str) -> String {
     format!("https://gw.test:{port}{path}")
 }
+
+#[tokio::test]
+async fn http2_requests_are_authenticated_like_http1() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    let routes = format!(
+        "upstreams:\n  app: {{ servers: [\"{}\"] }}\nroutes:\n  - {{ path: \"/api/*\", upstream: app }}\nauth:\n  jwt_secret: \"{}\"\n",
+        up.addr,
+        common::SECRET
+    );
+    let h = Https::launch(
+        |tls| format!("{routes}{tls}"),
+        |d| vec![write_pair(d, "gw", &ca.leaf(&["gw.test"], 1))],
+        "",
+        1,
+    );
+    let c = https_client(&ca, &["gw.test"], h.port, true);
+    let r = c.get(h.url("gw.test", "/api/x")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let token = common::token(serde_json::json!({"sub": "alice", "exp": common::now() + 600}));
+    let r = c
+        .get(h.url("gw.test", "/api/x"))
+        .bearer_auth(&token)
+        .header("x-user-id", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["headers"]["x-user-id"], "alice");
+    assert_eq!(v["headers"]["x-forwarded-proto"], "https");
+}
