@@ -43,6 +43,7 @@ pub mod names {
     pub const TLS_HANDSHAKES: &str = "gateway_tls_handshakes_total";
     pub const TLS_HANDSHAKE_ERRORS: &str = "gateway_tls_handshake_errors_total";
     pub const TLS_CERTIFICATE_RELOADS: &str = "gateway_tls_certificate_reloads_total";
+    pub const ACME_ORDERS: &str = "gateway_acme_orders_total";
 }
 
 /// The `route` (and `upstream`) label of requests that matched no route.
@@ -79,6 +80,8 @@ pub struct Metrics {
     pub tls: Arc<crate::tls::TlsCounters>,
     /// File certificate reloads, by result (success, failure).
     pub tls_reloads: IntCounterVec,
+    /// ACME certificate orders, by result (success, failure).
+    pub acme_orders: IntCounterVec,
     tls_expiry: IntGaugeVec,
     /// Handles for requests that matched no route.
     pub unmatched: RouteMetrics,
@@ -178,6 +181,11 @@ impl Metrics {
             "Certificate files re-read after a change, by result (success; failure: the previous certificate is kept).",
             &["result"],
         );
+        let acme_orders = counter_vec(
+            ACME_ORDERS,
+            "ACME certificate orders, by result (success; failure: retried with backoff, the current certificate is still served).",
+            &["result"],
+        );
         let tls_expiry = gauge_vec(
             TLS_CERTIFICATE_EXPIRY,
             "Unix time a served certificate expires, by name (the cert file, or the ACME domains) and source (file, acme).",
@@ -243,12 +251,15 @@ impl Metrics {
             downstream,
             tls,
             tls_reloads,
+            acme_orders,
             tls_expiry,
             unmatched,
         };
         m.reloads.with_label_values(&["success"]);
         m.tls_reloads.with_label_values(&["success"]);
         m.tls_reloads.with_label_values(&["failure"]);
+        m.acme_orders.with_label_values(&["success"]);
+        m.acme_orders.with_label_values(&["failure"]);
         m.reloads.with_label_values(&["failure"]);
         Arc::new(m)
     }

@@ -330,6 +330,11 @@ fn restart_required(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
     if listener(old) != listener(new) {
         out.push("tls.bind_address / tls.min_version");
     }
+    // The ACME client is set up once, at start.
+    let acme = |c: &FileConfig| c.tls.as_ref().and_then(|t| t.acme.clone());
+    if acme(old) != acme(new) {
+        out.push("tls.acme");
+    }
     out
 }
 

@@ -12,6 +12,7 @@ use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
 use crate::runtime::RouteTable;
 use crate::runtime::{CompileContext, Prepared, prepare};
+use crate::tls::acme::{Acme, AcmeService, OrderCounters};
 use crate::tls::{Acceptor, CertWatchService};
 use arc_swap::ArcSwap;
 use pingora_core::listeners::{ListenerConfig, TcpSocketOptions};
@@ -136,6 +137,23 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         );
     }
     server.add_service(proxy);
+    if let Some(acme) = config.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+        // Serves a stored certificate now; orders in the background.
+        let counters = OrderCounters {
+            success: ctx.metrics.acme_orders.with_label_values(&["success"]),
+            failure: ctx.metrics.acme_orders.with_label_values(&["failure"]),
+        };
+        let plain = config.server.bind_address.parse().ok();
+        let acme = Acme::start(
+            acme,
+            certs.store().clone(),
+            ctx.challenges.clone(),
+            counters,
+            plain,
+        )
+        .map_err(|e| StartError::Server(format!("tls.acme.storage_dir: {e}")))?;
+        server.add_service(background_service("acme", AcmeService(acme)));
+    }
     if config.tls.is_some() {
         server.add_service(background_service(
             "certificate files",

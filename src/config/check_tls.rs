@@ -49,6 +49,9 @@ pub(super) fn check_tls(t: &TlsConfig, plain: Option<SocketAddr>, r: &mut Report
             }
         }
     }
+    if let Some(a) = acme {
+        super::check_acme::check_acme(a, r);
+    }
     if let Some(h) = hsts
         && http::HeaderValue::from_str(h).is_err()
     {

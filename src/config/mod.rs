@@ -4,6 +4,7 @@
 //! path. `gateway validate`, the start and every reload call [`load_file`]
 //! and then `runtime::compile`: there is no second validation path.
 
+mod check_acme;
 mod check_tls;
 pub mod diag;
 pub mod model;

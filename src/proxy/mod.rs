@@ -11,8 +11,10 @@
 //! upstream target), `admit` (authentication), `retry` (the retry decision),
 //! `respond` (the one error-response type and writer), `upstream_response`
 //! (checks on the upstream's head), `urls` (URL rewriting), `ids` (request
-//! ids), `safe_error` (errors as logged).
+//! ids), `safe_error` (errors as logged), `https` (the plain listener's
+//! redirect), `acme` (HTTP-01 challenge answers).
 
+mod acme;
 mod admit;
 mod ctx;
 mod https;
@@ -130,6 +132,9 @@ impl ProxyHttp for Gateway {
             }
         };
         ctx.host = host;
+        if acme::answer(session, ctx).await? {
+            return Ok(true);
+        }
         if let Some(port) = ctx.table.redirect_https
             && !ctx.tls
             && !crate::tls::challenge::is_challenge_path(session.req_header().uri.path())

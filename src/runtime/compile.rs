@@ -18,6 +18,7 @@ use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::routing::{Narrowing, Pattern, Router};
 use crate::tls::CertFiles;
+use crate::tls::challenge::Challenges;
 use crate::tls::files::{Checked, ReloadCounters, check_pair};
 use crate::tls::store::CertStore;
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
@@ -47,6 +48,9 @@ pub struct CompileContext {
     /// The certificate files in force and the store every handshake
     /// resolves from (its ACME half is written by the ACME client).
     pub certs: Arc<CertFiles>,
+    /// Pending ACME HTTP-01 answers: published by the ACME client, served
+    /// by the plain listener while `tls.acme` is set.
+    pub challenges: Arc<Challenges>,
 }
 
 impl Default for CompileContext {
@@ -69,6 +73,7 @@ impl Default for CompileContext {
             jwks: Arc::default(),
             resolve_names: true,
             certs,
+            challenges: Challenges::new(),
         }
     }
 }
@@ -166,6 +171,11 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         upstreams.insert(name.clone(), Arc::new(pool));
     }
     let certificates = load_certificates(&config, &mut report);
+    if let Some(acme) = config.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+        for (pointer, message) in crate::tls::acme::check_files(acme) {
+            report.error(pointer, message);
+        }
+    }
     if !report.errors.is_empty() {
         report.warnings = warnings;
         return Err(report.into_errors());
@@ -269,6 +279,11 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         response_headers,
         tls_response_headers,
         redirect_https,
+        acme_challenges: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.acme.is_some())
+            .then(|| ctx.challenges.clone()),
         trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
         access_log: config.logging.access_log,
         auth,

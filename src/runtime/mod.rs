@@ -62,6 +62,9 @@ pub struct RouteTable {
     /// `tls.redirect_http`: the HTTPS listener's port that plain-HTTP
     /// requests are redirected to (`308`).
     pub redirect_https: Option<u16>,
+    /// With `tls.acme`: the HTTP-01 answers the plain listener serves at
+    /// `/.well-known/acme-challenge/` before routing, auth or redirect.
+    pub acme_challenges: Option<Arc<crate::tls::challenge::Challenges>>,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: TrustedProxies,
     pub auth: Option<Authenticator>,

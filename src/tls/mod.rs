@@ -12,8 +12,11 @@
 //! - [`accept`]: the HTTPS listener's handshake (our own rustls config over
 //!   a Pingora-owned TCP listener) and its counters; [`conn`]: the TLS
 //!   connection as a Pingora stream.
+//! - [`acme`]: automatic certificates (RFC 8555, HTTP-01), kept under
+//!   `tls.acme.storage_dir` and renewed in the background.
 
 pub mod accept;
+pub mod acme;
 pub mod challenge;
 pub mod conn;
 pub mod files;
