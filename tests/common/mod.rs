@@ -137,8 +137,23 @@ impl Gateway {
         Self::launch_with(body, &[], args, grace_seconds)
     }
 
+    /// Spawns on a plain port reserved by the caller (who had to name it
+    /// somewhere first, e.g. to an ACME server), without waiting.
+    pub fn spawn_on(proxy: ReservedPort, body: &str) -> Gateway {
+        Self::launch_ports(proxy, body, &[], &[], 1)
+    }
+
     fn launch_with(body: &str, env: &[(&str, &str)], args: &[&str], grace_seconds: u64) -> Gateway {
-        let proxy = reserve_port();
+        Self::launch_ports(reserve_port(), body, env, args, grace_seconds)
+    }
+
+    fn launch_ports(
+        proxy: ReservedPort,
+        body: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        grace_seconds: u64,
+    ) -> Gateway {
         let metrics = reserve_port();
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gateway.yaml");
