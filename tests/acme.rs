@@ -65,18 +65,26 @@ impl Drop for Proc {
 
 /// pebble and its DNS server, with the test CA its API certificate is from.
 struct Pebble {
-    dns: Proc,
-    pebble: Proc,
+    dns_port: u16,
     api: u16,
     management: u16,
     ca_file: PathBuf,
-    _dir: tempfile::TempDir,
+    running: Option<(Proc, Proc)>,
+    dir: tempfile::TempDir,
 }
 
 impl Pebble {
     /// Starts both, pebble validating HTTP-01 on `http_port`, and waits
     /// until the ACME directory answers.
     fn start(http_port: u16) -> Pebble {
+        let mut p = Self::prepare(http_port);
+        p.run();
+        p
+    }
+
+    /// Writes the certificates and config and picks the ports, without
+    /// starting anything (a gateway can then be pointed at it first).
+    fn prepare(http_port: u16) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -92,8 +100,32 @@ impl Pebble {
         std::fs::write(path("ca.pem"), ca.pem()).unwrap();
         std::fs::write(path("cert.pem"), cert.pem()).unwrap();
         std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+        let (api, management) = (free_port(), free_port());
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{api}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": path("cert.pem"),
+            "privateKey": path("key.pem"),
+            "httpPort": http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        std::fs::write(path("pebble.json"), config.to_string()).unwrap();
+        Pebble {
+            dns_port: free_port(),
+            api,
+            management,
+            ca_file: path("ca.pem"),
+            running: None,
+            dir,
+        }
+    }
 
-        let dns_port = free_port();
+    /// Starts the DNS server and pebble and waits until both answer.
+    fn run(&mut self) {
+        let path = |n: &str| self.dir.path().join(n);
+        let dns_port = self.dns_port;
         let dns = Proc::spawn(
             Command::new("pebble-challtestsrv").args([
                 "-dns01",
@@ -113,18 +145,6 @@ impl Pebble {
             ]),
             path("challtestsrv.log"),
         );
-        let (api, management) = (free_port(), free_port());
-        let config = serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{api}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
-            "certificate": path("cert.pem"),
-            "privateKey": path("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-        }});
-        std::fs::write(path("pebble.json"), config.to_string()).unwrap();
         let pebble = Proc::spawn(
             Command::new("pebble")
                 .arg("-config")
@@ -135,27 +155,24 @@ impl Pebble {
                 .env("PEBBLE_AUTHZREUSE", "0"),
             path("pebble.log"),
         );
+        let api = self.api;
         wait_for(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", dns_port)).is_ok()
         })
         .unwrap_or_else(|_| panic!("pebble did not start:\n{}\n{}", pebble.log(), dns.log()));
-        Pebble {
-            dns,
-            pebble,
-            api,
-            management,
-            ca_file: path("ca.pem"),
-            _dir: dir,
-        }
+        self.running = Some((dns, pebble));
     }
 
     /// Stops both servers (their files stay).
     fn stop(&mut self) {
-        for p in [&mut self.pebble, &mut self.dns] {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
+        self.running = None;
+    }
+
+    fn log(&self) -> String {
+        self.running
+            .as_ref()
+            .map_or_else(String::new, |(_, p)| p.log())
     }
 
     /// The root pebble issues under (random per start), from its
@@ -189,9 +206,21 @@ fn init() {
 /// The gateway's config: an HTTPS listener with only ACME certificates, the
 /// plain listener redirecting to it (challenges excepted).
 fn config(up: &Upstream, tls_port: u16, api: u16, storage: &Path, ca_file: &Path) -> String {
+    config_with(up, tls_port, api, storage, ca_file, "")
+}
+
+/// [`config`] with `extra` lines in the `tls:` section.
+fn config_with(
+    up: &Upstream,
+    tls_port: u16,
+    api: u16,
+    storage: &Path,
+    ca_file: &Path,
+    extra: &str,
+) -> String {
     format!(
         "upstreams:\n  app:\n    servers: [\"{up}\"]\nroutes:\n  - path: /*\n    upstream: app\n    auth_required: false\n\
-         tls:\n  bind_address: \"127.0.0.1:{tls_port}\"\n  redirect_http: true\n  acme:\n    \
+         tls:\n  bind_address: \"127.0.0.1:{tls_port}\"\n  redirect_http: true\n{extra}  acme:\n    \
          directory_url: \"https://127.0.0.1:{api}/dir\"\n    contact: [\"mailto:ops@acme.test\"]\n    \
          domains: [\"{d0}\", \"{d1}\"]\n    storage_dir: \"{storage}\"\n    ca_file: \"{ca}\"\n",
         up = up.addr,
@@ -285,7 +314,7 @@ async fn a_certificate_is_obtained_by_http01_stored_privately_and_served_again_a
         panic!(
             "no pebble-issued certificate served ({e}); gateway log:\n{}\npebble log:\n{}",
             gw.log(),
-            pebble.pebble.log()
+            pebble.log()
         )
     });
     assert_eq!(
@@ -369,6 +398,134 @@ async fn a_certificate_is_obtained_by_http01_stored_privately_and_served_again_a
         gw.log().contains("serving the stored ACME certificate"),
         "{}",
         gw.log()
+    );
+}
+
+/// The serial (hex) of whatever certificate is served to `sni`.
+async fn any_serial(port: u16, sni: &str) -> Result<String, String> {
+    #[derive(Debug)]
+    struct Any;
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let c = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(Any))
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(c))
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
+    Ok(cert.raw_serial_as_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_order_is_retried_while_the_file_certificate_keeps_being_served() {
+    init();
+    let up = Upstream::start("app").await;
+    let storage_root = tempfile::tempdir().unwrap();
+    let storage = storage_root.path().join("acme");
+    let plain = reserve_port();
+    // The CA is down when the gateway starts.
+    let mut pebble = Pebble::prepare(plain.port);
+    let file = rcgen::generate_simple_self_signed(vec!["file.test".to_string()]).unwrap();
+    let (cert, key) = (
+        storage_root.path().join("f.crt"),
+        storage_root.path().join("f.key"),
+    );
+    std::fs::write(&cert, file.cert.pem()).unwrap();
+    std::fs::write(&key, file.signing_key.serialize_pem()).unwrap();
+    let (_, file_cert) = x509_parser::parse_x509_certificate(file.cert.der()).unwrap();
+    let file_serial = file_cert.raw_serial_as_string();
+    let extra = format!(
+        "  certificates:\n    - cert_file: \"{}\"\n      key_file: \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let (gw, tls) = start_gateway(
+        |t| config_with(&up, t, pebble.api, &storage, &pebble.ca_file, &extra),
+        plain,
+    );
+    gw.wait_metrics_listening();
+    let failed = common::eventually(Duration::from_secs(10), || async {
+        scrape(&gw)
+            .await
+            .get("gateway_acme_orders_total{result=\"failure\"}")
+            .is_some_and(|v| *v >= 1.0)
+    })
+    .await;
+    assert!(failed, "no failed order counted; log:\n{}", gw.log());
+    gw.wait_log("ACME order failed");
+    // Meanwhile every name gets the file certificate (the default).
+    for sni in ["file.test", DOMAINS[0]] {
+        assert_eq!(
+            any_serial(tls.port, sni).await,
+            Ok(file_serial.clone()),
+            "{sni}"
+        );
+    }
+
+    // The CA comes back: the retry (5 s after the first failure) succeeds.
+    pebble.run();
+    let root = pebble.root().await;
+    let mut got = Err(String::new());
+    for _ in 0..300 {
+        got = verified_serial(tls.port, DOMAINS[0], &root).await;
+        if got.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        got.is_ok(),
+        "{got:?}; log:\n{}\npebble:\n{}",
+        gw.log(),
+        pebble.log()
+    );
+    assert_eq!(any_serial(tls.port, "file.test").await, Ok(file_serial));
+    let m = scrape(&gw).await;
+    assert_eq!(
+        m.get("gateway_acme_orders_total{result=\"success\"}"),
+        Some(&1.0)
     );
 }
 
