@@ -247,6 +247,10 @@ async fn verified_serial(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    leaf_serial(c, port, sni).await
+}
+
+async fn leaf_serial(c: rustls::ClientConfig, port: u16, sni: &str) -> Result<String, String> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| e.to_string())?;
@@ -446,16 +450,7 @@ async fn any_serial(port: u16, sni: &str) -> Result<String, String> {
     .dangerous()
     .with_custom_certificate_verifier(Arc::new(Any))
     .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(c))
-        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
-    Ok(cert.raw_serial_as_string())
+    leaf_serial(c, port, sni).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
