@@ -140,12 +140,15 @@ impl JwksRegistry {
     /// is needed before a request is actually sent).
     pub fn client(&self) -> &reqwest::Client {
         self.client.get_or_init(|| {
+            // reqwest is built without a provider of its own: the process's
+            // one (ring, as everywhere) must be installed before a client is.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::limited(3))
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()
-                .expect("a client without TLS always builds")
+                .expect("a client with the default TLS settings builds")
         })
     }
 
