@@ -23,7 +23,8 @@
 //! a keep-alive limit for the wait (`server.keepalive_timeout_seconds`,
 //! 60 s by default), the keep-alive settings carried from
 //! one request to the next, and idle connections closed when the service
-//! shuts down (`cleanup`). On the HTTPS listener the TLS handshake comes
+//! shuts down (`cleanup`), here after a quiet second ([`DRAIN_IDLE`]) rather
+//! than at once. On the HTTPS listener the TLS handshake comes
 //! first ([`crate::tls::Acceptor`]): HTTP/1.1 over TLS is then parked the
 //! same way, HTTP/2 is handed to Pingora's HTTP/2 server (which keeps its
 //! own per-stream state). h2c and custom protocols go to the proxy untouched
@@ -68,6 +69,13 @@ pub(crate) const HEADER_BUFFER: usize = 4096;
 /// Shutdown waiters are spread over this many queues so that worker threads
 /// rarely touch the same lock.
 const SHARDS: usize = 16;
+/// Once the service shuts down, how long a parked connection still waits
+/// for a request before it is closed. Closing at once races a client that
+/// is sending its next request on the kept-alive connection (or the first
+/// one on a connection accepted just before): it would see a reset instead
+/// of an answer. The request that arrives in time is answered with
+/// `Connection: close` (Pingora turns keep-alive off once shut down).
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Default `server.request_header_timeout_seconds`.
 pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
@@ -341,7 +349,8 @@ impl Shutdown {
     }
 
     /// Waits for the first bytes of the next request. `None`: the client
-    /// closed, the keep-alive limit passed, or the service is shutting down.
+    /// closed, the keep-alive limit passed, or the service is shutting down
+    /// and no request came within [`DRAIN_IDLE`].
     async fn wait_for_request(&self, stream: &mut Stream, limit: Duration) -> Option<BytesMut> {
         // Under load the next request is often here already: read it straight
         // into the header buffer, without arming a timer or a shutdown waiter
@@ -354,16 +363,23 @@ impl Shutdown {
             None => drop(buf),
         }
         let mut first = [0u8; FIRST_READ];
-        let read = pingora_timeout::timeout(limit, stream.read(&mut first));
-        let notified = self.queues[SHARD.with(|s| *s)].notified();
-        let n = tokio::select! {
-            biased;
-            read = read => match read {
-                Ok(Ok(n)) if n > 0 => n,
-                _ => return None,
-            },
-            _ = notified => return None,
-            _ = std::future::ready(()), if self.fired.load(Ordering::Acquire) => return None,
+        let mut read = std::pin::pin!(stream.read(&mut first));
+        let read = if self.fired.load(Ordering::Acquire) {
+            pingora_timeout::timeout(limit.min(DRAIN_IDLE), read).await
+        } else {
+            let notified = self.queues[SHARD.with(|s| *s)].notified();
+            tokio::select! {
+                biased;
+                read = pingora_timeout::timeout(limit, &mut read) => read,
+                // Shutting down: a request already on its way (or a new
+                // connection's first one) is still served, with
+                // `Connection: close`; a connection that stays quiet closes.
+                _ = notified => pingora_timeout::timeout(DRAIN_IDLE, read).await,
+            }
+        };
+        let n = match read {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
         };
         let mut buf = BytesMut::with_capacity(HEADER_BUFFER.max(n));
         buf.extend_from_slice(&first[..n]);
