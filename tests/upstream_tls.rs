@@ -242,6 +242,41 @@ async fn mutual_tls_a_client_certificate_is_accepted_and_its_absence_refused() {
     assert!(up.refused.load(std::sync::atomic::Ordering::Relaxed) > refused_before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_ca_file_never_reuses_a_connection_verified_under_the_old_one() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let right = TestCa::new("the upstream's CA");
+    let wrong = TestCa::new("another CA");
+    let (right_file, wrong_file) = (
+        right.write(dir.path(), "right"),
+        wrong.write(dir.path(), "wrong"),
+    );
+    let up = TlsUpstream::start("app", right.leaf(&["127.0.0.1"]).server_config(None)).await;
+    let gw = Gateway::start(&tls_config(&[up.addr], &ca_line(&wrong_file), NO_CHECKS));
+    assert_eq!(get(&gw, "/x").await.0, 502);
+    gw.write_config(&tls_config(&[up.addr], &ca_line(&right_file), NO_CHECKS));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&gw, "/x").await.0 == 200
+        })
+        .await,
+        "the reload's ca_file applies; log:\n{}",
+        gw.log()
+    );
+    // A connection verified under the right CA sits in the pool: a reload
+    // back to the wrong one must not take it.
+    gw.write_config(&tls_config(&[up.addr], &ca_line(&wrong_file), NO_CHECKS));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&gw, "/x").await.0 == 502
+        })
+        .await,
+        "a pooled connection outlived its trust; log:\n{}",
+        gw.log()
+    );
+}
+
 fn validate(dir: &Path, body: &str) -> (bool, String) {
     let path = dir.join("gateway.yaml");
     std::fs::write(&path, body).unwrap();
