@@ -23,9 +23,13 @@ fn authenticator() -> Authenticator {
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
     jwk.common.key_id = Some("rsa1".into());
     let body = serde_json::to_vec(&JwkSet { keys: vec![jwk] }).unwrap();
-    reg.source(JwksLocation::Url(JWKS_URL.into()), JwksSettings::default())
-        .install(&body)
-        .unwrap();
+    reg.source(
+        JwksLocation::Url(JWKS_URL.into()),
+        JwksSettings::default(),
+        reg.client(&[]),
+    )
+    .install(&body)
+    .unwrap();
     Authenticator::from_config(
         &AuthConfig {
             jwt_secret: Some(SECRET.into()),
@@ -33,6 +37,7 @@ fn authenticator() -> Authenticator {
             ..AuthConfig::default()
         },
         &reg,
+        &[],
     )
 }
 

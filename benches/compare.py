@@ -156,7 +156,7 @@ def start_nginx(d, name, port, body, http_extra=""):
     return p
 
 
-def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False, extra_server="", jwks=None):
+def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False, extra_server="", jwks=None, upstream_ca=None):
     routes = [("/oauth/*", False), ("/admin/*", auth), ("/kline/*", auth), ("/flow/*", auth), ("/test/*", auth), ("/*", auth)]
     lines = [f'  - {{ path: "{p}", upstream: app, auth_required: {str(a).lower()} }}' for p, a in routes]
     return f"""server:
@@ -165,7 +165,7 @@ def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False, e
   pid_file: "{d}/gw-{port}.pid"
   upgrade_sock: "{d}/gw-{port}.sock"
 {extra_server}upstreams:
-  app: {{ servers: ["127.0.0.1:{upstream_port}"] }}
+  app: {{ servers: ["127.0.0.1:{upstream_port}"]{f', tls: {{ ca_file: "{upstream_ca}" }}' if upstream_ca else ""} }}
 routes:
 {chr(10).join(lines)}
 {extra_routes}
@@ -202,6 +202,22 @@ def make_cert(d):
        "-addext", "subjectAltName=DNS:bench,IP:127.0.0.1", capture_output=True)
     os.chmod(key, 0o644)  # nginx workers run as nobody
     return crt, key
+
+
+def make_upstream_ca(d):
+    """A test CA and a leaf it signed for 127.0.0.1: the TLS upstream's
+    certificate, verified by nginx (`proxy_ssl_verify`) and the gateway
+    (`tls.ca_file`) alike."""
+    ca_crt, ca_key = os.path.join(d, "up-ca.crt"), os.path.join(d, "up-ca.key")
+    crt, key, csr, ext = (os.path.join(d, f"up-tls.{x}") for x in ("crt", "key", "csr", "ext"))
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    sh("openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca_crt, "-days", "30", "-subj", "/CN=bench upstream CA", capture_output=True)
+    sh("openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1", capture_output=True)
+    open(ext, "w").write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    sh("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "30", "-extfile", ext, capture_output=True)
+    for f in (ca_crt, key):
+        os.chmod(f, 0o644)  # nginx workers run as nobody
+    return ca_crt, crt, key
 
 
 def nginx_tls_server(port, crt, key, proxy_body):
@@ -340,21 +356,33 @@ def main():
     os.chmod(d, 0o755)  # nginx workers (user nobody) read the 4 KiB file
     procs = []
     try:
-        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m8")}
+        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m8", "up_tls", "up_tls_http", "nginx_up_tls", "gw_up_tls", "m9")}
         open(os.path.join(d, "4k.txt"), "w").write("x" * 4096)  # served from the page cache
         open(os.path.join(d, "1m.bin"), "wb").write(b"x" * (1 << 20))
         rs_token = rs256(d)
         upload = os.path.join(d, "upload.lua")
         open(upload, "w").write('wrk.method = "POST"\nwrk.body = string.rep("x", 1048576)\n')
-        up = start_nginx(d, "upstream", ports["up"], f"""
+        up_body = f"""
     client_max_body_size 2m;
     location = /health {{ return 200 "ok"; }}
     location = /jwks.json {{ root {d}; default_type application/json; try_files /jwks.json =404; }}
     location ~ /4k$ {{ root {d}; default_type text/plain; try_files /4k.txt =404; }}
     location ~ /1m$ {{ root {d}; default_type application/octet-stream; try_files /1m.bin =404; }}
     location /upload {{ return 200 "ok"; }}
-    location / {{ return 200 "ok"; }}""")
+    location / {{ return 200 "ok"; }}"""
+        up = start_nginx(d, "upstream", ports["up"], up_body)
         procs.append(up)
+        # The same upstream over TLS (TLS 1.3, a certificate from a test CA).
+        up_ca, up_crt, up_key = make_upstream_ca(d)
+        up_tls = start_nginx(d, "upstream_tls", ports["up_tls_http"], up_body, f"""server {{
+    listen 127.0.0.1:{ports['up_tls']} ssl reuseport backlog=4096;
+    ssl_certificate {up_crt};
+    ssl_certificate_key {up_key};
+    ssl_protocols TLSv1.3;
+    keepalive_requests 100000;
+    {up_body}
+  }}""")
+        procs.append(up_tls)
         proxy_body = 'client_max_body_size 2m; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
         backend = f"upstream backend {{ server 127.0.0.1:{ports['up']}; keepalive 128; }}"
         for name in ("nginx", "nginx2"):
@@ -364,6 +392,12 @@ def main():
         nginx_tls = start_nginx(d, "nginx_tls", ports["nginx_tls_http"], proxy_body,
                                 backend + "\n  " + nginx_tls_server(ports["nginx_tls"], crt, key, proxy_body))
         procs.append(nginx_tls)
+        # nginx to the TLS upstream: verified, pooled (keepalive), sessions reused.
+        tls_backend = f"upstream backend_tls {{ server 127.0.0.1:{ports['up_tls']}; keepalive 128; }}"
+        tls_proxy_body = ('client_max_body_size 2m; location / { proxy_pass https://backend_tls; proxy_http_version 1.1; proxy_set_header Connection ""; '
+                          f'proxy_ssl_verify on; proxy_ssl_trusted_certificate {up_ca}; proxy_ssl_name 127.0.0.1; proxy_ssl_session_reuse on; proxy_ssl_protocols TLSv1.3; }}')
+        nginx_up_tls = start_nginx(d, "nginx_up_tls", ports["nginx_up_tls"], tls_proxy_body, tls_backend)
+        procs.append(nginx_up_tls)
         bare = Proc("bare", [os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora"), f"127.0.0.1:{ports['bare']}", f"127.0.0.1:{ports['up']}", "1"])
         procs.append(bare)
         wait_http(f"http://127.0.0.1:{ports['bare']}/health")
@@ -382,7 +416,8 @@ def main():
         # the gateway's default (none) costs nothing on large bodies.
         gw_64k = start_gateway(d, "gw_64k", gateway_config(d, ports["gw_64k"], ports["up"], ports["m6"], extra_server="  read_buffer_bytes: 65536\n"))
         gw_tls = start_gateway(d, "gw_tls", gateway_config(d, ports["gw_tls_http"], ports["up"], ports["m8"]) + gateway_tls(ports["gw_tls"], crt, key))
-        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k, gw_tls]
+        gw_up_tls = start_gateway(d, "gw_up_tls", gateway_config(d, ports["gw_up_tls"], ports["up_tls"], ports["m9"], upstream_ca=up_ca))
+        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k, gw_tls, gw_up_tls]
         if args.ab:
             ports["gw_b"], ports["m7"] = free_port(), free_port()
             gw_b = start_gateway(d, "gw_b", gateway_config(d, ports["gw_b"], ports["up"], ports["m7"]), exe=os.path.abspath(args.ab))
@@ -417,6 +452,9 @@ def main():
             "gateway https handshakes": (gw_tls, f"https://127.0.0.1:{ports['gw_tls']}/test/x", "Connection: close"),
             "nginx h2": (nginx_tls, f"https://127.0.0.1:{ports['nginx_tls']}/test/x", None, "h2load"),
             "gateway h2": (gw_tls, f"https://127.0.0.1:{ports['gw_tls']}/test/x", None, "h2load"),
+            # Plain client side, TLS to the upstream (pooled connections).
+            "nginx tls upstream": (nginx_up_tls, f"http://127.0.0.1:{ports['nginx_up_tls']}/test/x", None),
+            "gateway tls upstream": (gw_up_tls, f"http://127.0.0.1:{ports['gw_up_tls']}/test/x", None),
         }
         if args.ab:
             rows["gateway B"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/x", None)
@@ -491,6 +529,8 @@ def main():
             "gateway https handshakes / nginx": ratio("gateway https handshakes", "nginx https handshakes"),
             "gateway h2 / nginx h2": ratio("gateway h2", "nginx h2"),
             "gateway https / gateway": ratio("gateway https", "gateway"),
+            "gateway tls upstream / nginx": ratio("gateway tls upstream", "nginx tls upstream"),
+            "gateway tls upstream / gateway": ratio("gateway tls upstream", "gateway"),
         }
         for k, (a, b) in pairs.items():
             ratios[k] = ratio(a, b)

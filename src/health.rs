@@ -20,6 +20,7 @@
 use crate::config::model::{HealthCheckConfig, HealthCheckMethod};
 use async_trait::async_trait;
 use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_load_balancing::Backend;
@@ -45,9 +46,19 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn new(upstream: &str, server: &str, c: &HealthCheckConfig) -> Spec {
+    /// `tls` makes a probe's peer a TLS one (with the upstream's settings)
+    /// when `c.use_https`.
+    pub fn new(
+        upstream: &str,
+        server: &str,
+        c: &HealthCheckConfig,
+        tls: impl FnOnce(&mut HttpPeer),
+    ) -> Spec {
         let timeout = crate::config::seconds(c.timeout_seconds);
         let mut probe = HttpHealthCheck::new(server, c.use_https);
+        if c.use_https {
+            tls(&mut probe.peer_template);
+        }
         let method = match c.method {
             HealthCheckMethod::Get => "GET",
             HealthCheckMethod::Head => "HEAD",
@@ -141,14 +152,15 @@ impl Checker {
         *lock(&self.0.specs) = specs;
     }
 
-    /// A request could not connect to `addr`: counts as a failed check, so a
-    /// dead server leaves rotation before the next probe would notice.
-    pub fn report_connect_failure(&self, addr: &SocketAddr) {
+    /// A request could not connect to `addr` (`why`: refused, timed out,
+    /// TLS handshake failed): counts as a failed check, so a dead server
+    /// leaves rotation before the next probe would notice.
+    pub fn report_connect_failure(&self, addr: &SocketAddr, why: &str) {
         let Some(spec) = lock(&self.0.specs).get(addr).cloned() else {
             return;
         };
         if spec.enabled {
-            self.record(addr, &spec, Err("connect failed (passive)".to_string()));
+            self.record(addr, &spec, Err(format!("{why} (passive)")));
         }
     }
 
@@ -297,7 +309,7 @@ mod tests {
             unhealthy_threshold: unhealthy,
             ..HealthCheckConfig::default()
         };
-        Arc::new(Spec::new("app", "127.0.0.1:1", &c))
+        Arc::new(Spec::new("app", "127.0.0.1:1", &c, |_| {}))
     }
 
     #[test]
@@ -325,7 +337,7 @@ mod tests {
         let s2 = spec(1, 1);
         c.set_specs(HashMap::from([(addr.clone(), s2.clone())]));
         assert!(!c.verdict(&addr));
-        c.report_connect_failure(&addr);
+        c.report_connect_failure(&addr, "connect failed");
         assert!(!c.verdict(&addr));
         c.record(&addr, &s2, Ok(()));
         assert!(

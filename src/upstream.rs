@@ -5,7 +5,8 @@
 //! the server ([`Checker::verdict_handle`]); the shared `HealthRegistry` only
 //! runs Pingora's check loop and keeps its state across reloads.
 //!
-//! Peers (address plus timeouts) are prepared when the config is compiled;
+//! Peers (address, timeouts and, for `tls`, SNI, trust and client
+//! certificate) are prepared when the config is compiled;
 //! a request only selects one and clones it. Connection pooling is Pingora's:
 //! connections are keyed by peer, so they are reused across config reloads.
 //!
@@ -16,6 +17,7 @@
 //! time of its pooled connections.
 
 use crate::health::Checker;
+use crate::tls::outbound::UpstreamTls;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::discovery::Static;
@@ -61,11 +63,16 @@ pub struct ServerState {
     echo: AtomicU8,
     /// `gateway_upstream_desync_total{upstream,server}`.
     desync: prometheus::IntCounter,
+    /// Added to the epoch in the pool key: the digest of the upstream's TLS
+    /// settings (0 for plain HTTP), so connections made under other ones
+    /// are never taken.
+    salt: u64,
 }
 
 impl ServerState {
-    fn new(desync: prometheus::IntCounter) -> Self {
+    fn new(desync: prometheus::IntCounter, salt: u64) -> Self {
         ServerState {
+            salt,
             epoch: AtomicU64::new(0),
             suspended_until: AtomicU64::new(0),
             keepalive_ms: AtomicU64::new(0),
@@ -91,7 +98,7 @@ impl ServerState {
 
     /// The pool key for a request that may reuse a connection (never [`NO_POOL`]).
     pub fn pool_key(&self) -> u64 {
-        self.epoch.load(Ordering::Relaxed) & !(1 << 63)
+        self.epoch.load(Ordering::Relaxed).wrapping_add(self.salt) & !(1 << 63)
     }
 
     /// Records data that belongs to no request on a connection to this
@@ -213,6 +220,7 @@ impl UpstreamPool {
         retries: usize,
         timeouts: Timeouts,
         reuse: Reuse,
+        tls: Option<&UpstreamTls>,
         registry: &Arc<HealthRegistry>,
         checker: &Checker,
         desync: &prometheus::IntCounterVec,
@@ -233,8 +241,12 @@ impl UpstreamPool {
 
         let peers = addrs
             .iter()
-            .map(|a| {
+            .zip(servers)
+            .map(|(a, server)| {
                 let mut p = HttpPeer::new(*a, false, String::new());
+                if let Some(t) = tls {
+                    t.apply(&mut p, server);
+                }
                 p.options.connection_timeout = Some(timeouts.connect);
                 p.options.read_timeout = Some(timeouts.read);
                 p.options.write_timeout = Some(timeouts.write);
@@ -246,7 +258,12 @@ impl UpstreamPool {
             .collect();
         let states = servers
             .iter()
-            .map(|s| ServerState::new(desync.with_label_values(&[name, s.as_str()])))
+            .map(|s| {
+                ServerState::new(
+                    desync.with_label_values(&[name, s.as_str()]),
+                    tls.map_or(0, |t| t.digest),
+                )
+            })
             .collect();
         UpstreamPool {
             name: name.into(),

@@ -105,7 +105,7 @@ const BROKEN: &[(&str, &[&str])] = &[
     (
         "bad_auth.yaml",
         &[
-            "6:13: auth.jwks_url: \"https://auth.example/jwks\": https is not supported",
+            "6:13: auth.jwks_url: \"ftp://auth.example/jwks\" is not an http(s) URL",
             "7:16: auth.cookie_name: \"my session\" is not a cookie name",
             "8:18: auth.introspection: set both client_id and client_secret, or neither",
             "8:26: auth.introspection.mode: introspection needs auth.oauth_service_url",

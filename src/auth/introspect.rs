@@ -12,6 +12,9 @@ pub struct Introspector {
     pub basic: Option<(String, String)>,
     pub timeout: Duration,
     pub client: reqwest::Client,
+    /// The cause of the last failure: logged once until it changes or an
+    /// answer comes (not once per request while the authority is down).
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -31,23 +34,36 @@ impl Introspector {
             Err(e) if !e.is_timeout() => self.send(token).await,
             r => r,
         };
-        let resp = resp.map_err(|e| {
-            tracing::warn!(url = %self.url, error = %error_chain(e), "introspection failed");
-            AuthError::Unavailable
-        })?;
+        let resp = resp.map_err(|e| self.failed(format!("failed: {}", error_chain(e))))?;
         if !resp.status().is_success() {
-            tracing::warn!(url = %self.url, status = resp.status().as_u16(), "introspection refused");
-            return Err(AuthError::Unavailable);
+            return Err(self.failed(format!("refused: status {}", resp.status().as_u16())));
         }
-        let answer: Answer = resp.json().await.map_err(|e| {
-            tracing::warn!(url = %self.url, error = %e, "introspection answer is not JSON");
-            AuthError::Unavailable
-        })?;
+        let answer: Answer = resp
+            .json()
+            .await
+            .map_err(|e| self.failed(format!("answer is not JSON: {}", error_chain(e))))?;
+        if self.lock().take().is_some() {
+            tracing::info!(url = %self.url, "introspection answers again");
+        }
         let expired = answer
             .claims
             .exp
             .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp());
         Ok((answer.active && !expired).then_some(answer.claims))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs a failure once per cause (with the URL): the request gets 503.
+    fn failed(&self, cause: String) -> AuthError {
+        let mut last = self.lock();
+        if last.as_deref() != Some(cause.as_str()) {
+            tracing::warn!(url = %self.url, error = %cause, "introspection unavailable");
+            *last = Some(cause);
+        }
+        AuthError::Unavailable
     }
 
     async fn send(&self, token: &str) -> Result<reqwest::Response, reqwest::Error> {

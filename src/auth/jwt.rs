@@ -168,16 +168,23 @@ impl JwtVerifier {
             jwks.refetch_unknown().await;
             set = jwks.current();
         }
+        // Keys never fetched from an authority that did not answer: its
+        // outage (503, retry), not a bad token (401, a re-login loop).
+        let unknown = if jwks.unavailable() {
+            AuthError::Unavailable
+        } else {
+            AuthError::UnknownKey
+        };
         let claims = match &header.kid {
             Some(kid) => {
-                let key = set.by_kid(kid).ok_or(AuthError::UnknownKey)?;
+                let key = set.by_kid(kid).ok_or(unknown)?;
                 if !key.accepts(alg) {
                     return Err(AuthError::Algorithm);
                 }
                 self.decode(token, &key.decoding)?
             }
             None => {
-                let mut result = Err(AuthError::UnknownKey);
+                let mut result = Err(unknown);
                 for key in set.keys.iter().filter(|k| k.accepts(alg)) {
                     result = self.decode(token, &key.decoding);
                     if !matches!(result, Err(AuthError::Signature)) {

@@ -76,7 +76,13 @@ pub struct Authenticator {
 impl Authenticator {
     /// Prepares keys, rules and header names from a checked config. Key
     /// sets come from (and stay in) `registry`; nothing is fetched here.
-    pub fn from_config(c: &AuthConfig, registry: &JwksRegistry) -> Self {
+    /// `extra_roots`: `auth.ca_file`'s certificates, trusted beside the
+    /// system's roots for every fetch from the authority.
+    pub fn from_config(
+        c: &AuthConfig,
+        registry: &JwksRegistry,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Self {
         let AuthConfig {
             jwt_secret,
             oauth_service_url,
@@ -96,7 +102,10 @@ impl Authenticator {
             identity_headers,
             forward_authorization,
             realm,
+            // Loaded by the compiler into `extra_roots`.
+            ca_file: _,
         } = c;
+        let client = registry.client(extra_roots);
         let timeout = crate::config::seconds(*fetch_timeout_seconds);
         let location = match (jwks_url, oauth_service_url) {
             (Some(u), _) => Some(JwksLocation::Url(u.clone())),
@@ -111,6 +120,7 @@ impl Authenticator {
                     min_refetch: crate::config::seconds(*jwks_min_refetch_seconds),
                     timeout,
                 },
+                client.clone(),
             )
         });
         let jwt = JwtVerifier::new(
@@ -135,7 +145,8 @@ impl Authenticator {
                 url: format!("{}{ep}", base.trim_end_matches('/')),
                 basic: client_id.clone().zip(client_secret.clone()),
                 timeout,
-                client: registry.client().clone(),
+                client,
+                last_error: Default::default(),
             }),
             _ => None, // refused by the checks
         };
@@ -311,7 +322,7 @@ mod tests {
     /// An authenticator with the RSA and EC test keys installed (no network).
     fn auth_with(c: AuthConfig) -> Authenticator {
         let reg = JwksRegistry::default();
-        let a = Authenticator::from_config(&c, &reg);
+        let a = Authenticator::from_config(&c, &reg, &[]);
         let mut rsa = Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).unwrap();
         rsa.common.key_id = Some("rsa1".into());
         let mut ec = Jwk::from_encoding_key(&ec_key(), Algorithm::ES256).unwrap();
@@ -567,6 +578,7 @@ mod tests {
                 ..config()
             },
             &JwksRegistry::default(),
+            &[],
         );
         assert_eq!(a.token(&h), Some("tok"));
         h.insert("authorization", "Bearer hdr".parse().unwrap());

@@ -42,6 +42,7 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
     warn_public_method_twins(routes, r);
     check_health(health_check, r);
     check_auth(auth, r);
+    super::check_upstream_tls::check_auth_ca_file(auth.ca_file.as_deref(), r);
     let LoggingConfig {
         level: _,
         format: _,
@@ -148,6 +149,7 @@ fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
         require_request_id_echo: _,
         keepalive: _,
         health_check,
+        tls,
     } = u;
     if servers.is_empty() {
         r.error(
@@ -174,13 +176,22 @@ fn check_upstream(name: &str, u: &UpstreamConfig, r: &mut Reporter) {
             path,
             expected_status_codes: _,
             method: _,
-            use_https,
+            // Over TLS with the upstream's settings (`tls`).
+            use_https: _,
         } = o;
         let hc = format!("{base}/health_check");
         if let Some(p) = path {
             check_hc_path(p, &format!("{hc}/path"), r);
         }
-        check_no_tls(use_https.unwrap_or(false), &format!("{hc}/use_https"), r);
+    }
+    if let Some(t) = tls {
+        super::check_upstream_tls::check_upstream_tls(
+            &base,
+            servers,
+            t,
+            health_check.as_ref().and_then(|o| o.use_https),
+            r,
+        );
     }
 }
 
@@ -398,20 +409,10 @@ fn check_health(h: &HealthCheckConfig, r: &mut Reporter) {
         path,
         expected_status_codes: _,
         method: _,
-        use_https,
+        // Over TLS with each upstream's settings (`upstreams.NAME.tls`).
+        use_https: _,
     } = h;
     check_hc_path(path, "/health_check/path", r);
-    check_no_tls(*use_https, "/health_check/use_https", r);
-}
-
-/// Upstreams are plain HTTP in this build (no TLS library is linked).
-fn check_no_tls(use_https: bool, pointer: &str, r: &mut Reporter) {
-    if use_https {
-        r.error(
-            pointer,
-            "TLS to upstreams is not supported by this build; use plain HTTP on a private network",
-        );
-    }
 }
 
 pub(super) fn check_hc_path(path: &str, pointer: &str, r: &mut Reporter) {

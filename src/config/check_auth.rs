@@ -39,6 +39,8 @@ pub(super) fn check_auth(a: &AuthConfig, r: &mut Reporter) {
         identity_headers,
         forward_authorization: _,
         realm,
+        // `check_upstream_tls::check_auth_ca_file`; loaded at compile.
+        ca_file: _,
     } = a;
     if let Some(secret) = jwt_secret {
         if secret.is_empty() {

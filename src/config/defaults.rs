@@ -67,6 +67,7 @@ impl Default for AuthConfig {
             identity_headers: default_identity_headers(),
             forward_authorization: true,
             realm: default_realm(),
+            ca_file: None,
         }
     }
 }

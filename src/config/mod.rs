@@ -6,15 +6,18 @@
 
 mod check_acme;
 mod check_tls;
+mod check_upstream_tls;
 pub mod diag;
 pub mod model;
 pub mod source;
 pub mod tls;
+pub mod upstream_tls;
 
 mod check;
 mod check_auth;
 mod defaults;
 
+pub use check_upstream_tls::host_of as server_host;
 pub use diag::{ConfigErrors, Diagnostic, Severity};
 pub use model::FileConfig;
 
@@ -38,16 +41,13 @@ static SCHEMA: LazyLock<serde_json::Value> = LazyLock::new(schema);
 static VALIDATOR: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| jsonschema::validator_for(&SCHEMA).expect("generated schema is valid"));
 
-/// An `http://` URL the gateway can fetch from (no TLS client in this
-/// build); the error says what to do.
+/// An `https://` or `http://` URL the gateway can fetch from (discovery,
+/// JWKS, introspection); the error says what to do.
 pub fn fetch_url(url: &str) -> Result<(), String> {
     match url.parse::<http::Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(()),
-        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Err(format!(
-            "\"{url}\": https is not supported for fetches from the gateway (this build has no TLS client); use http:// to the authority on a trusted network"
-        )),
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Ok(()),
         _ => Err(format!(
-            "\"{url}\" is not an http(s) URL (e.g. \"http://127.0.0.1:3001\")"
+            "\"{url}\" is not an http(s) URL (e.g. \"https://auth.example.com\")"
         )),
     }
 }

@@ -211,6 +211,9 @@ pub struct UpstreamConfig {
     /// `health_check` fields, the rest inherited.
     #[serde(default)]
     pub health_check: Option<HealthCheckOverride>,
+    /// TLS to this upstream's servers. Absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<super::upstream_tls::UpstreamTlsConfig>,
 }
 
 /// A path route.
@@ -294,7 +297,10 @@ pub struct HealthCheckConfig {
     /// HTTP method of the check. Default: `GET`.
     #[serde(default = "default_hc_method")]
     pub method: HealthCheckMethod,
-    /// Check over TLS. Default: false.
+    /// Check over TLS (with the upstream's `tls` settings, or the defaults:
+    /// system roots, verified, SNI the server's host). An upstream with
+    /// `tls` is always checked over TLS unless its own
+    /// `health_check.use_https` is false. Default: false.
     #[serde(default)]
     pub use_https: bool,
 }
@@ -345,7 +351,8 @@ pub struct AuthConfig {
     /// Should be at least 32 bytes.
     #[serde(default)]
     pub jwt_secret: Option<String>,
-    /// Base URL of the OAuth 2.1 authority (the oauth-service), `http://…`.
+    /// Base URL of the OAuth 2.1 authority (the oauth-service, or an
+    /// identity provider such as Auth0 or Keycloak), `https://…` or `http://…`.
     /// Without `jwks_url`, its key set is discovered from
     /// `/.well-known/openid-configuration` (then RFC 8414's
     /// `/.well-known/oauth-authorization-server`).
@@ -365,7 +372,7 @@ pub struct AuthConfig {
     /// Expected `aud` claim (one of); not checked when unset.
     #[serde(default)]
     pub audience: Option<Vec<String>>,
-    /// URL of the JWKS (`http://…`) with the keys of RS256, PS256, ES256 and
+    /// URL of the JWKS (`https://…` or `http://…`) with the keys of RS256, PS256, ES256 and
     /// EdDSA tokens. Default: discovered from `oauth_service_url`.
     #[serde(default)]
     pub jwks_url: Option<String>,
@@ -417,6 +424,11 @@ pub struct AuthConfig {
     /// `realm` of `WWW-Authenticate` challenges. Default: `pingora-gateway`.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// PEM file of extra roots for the discovery, JWKS and introspection
+    /// fetches (a private CA); the system's roots are always trusted too.
+    /// Default: none.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// A JWT signature algorithm.

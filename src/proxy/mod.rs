@@ -280,12 +280,9 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         // Nothing was sent yet: try another server of the same upstream, if
         // one is left; otherwise the client sees this error (502/504), not 503.
-        if matches!(
-            e.etype(),
-            ErrorType::ConnectRefused | ErrorType::ConnectTimedout | ErrorType::ConnectNoRoute
-        ) {
-            // Only the server's fault counts against it, not our own (e.g. EMFILE).
-            ctx.table.health.report_connect_failure(&peer._address);
+        // Only the server's fault counts against it, not our own (e.g. EMFILE).
+        if let Some(why) = servers::connect_fault(peer, ctx, &e) {
+            ctx.table.health.report_connect_failure(&peer._address, why);
         }
         ctx.failed.push(peer._address.clone());
         let retry = self.another_server_left(ctx);

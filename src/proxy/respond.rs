@@ -57,6 +57,10 @@ impl ErrorResponse<'static> {
             ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => {
                 (StatusCode::BAD_GATEWAY, "upstream refused the connection")
             }
+            TLSHandshakeFailure | InvalidCert | HandshakeError => (
+                StatusCode::BAD_GATEWAY,
+                "TLS handshake with the upstream failed",
+            ),
             _ => match e.esource() {
                 ErrorSource::Upstream => (StatusCode::BAD_GATEWAY, "upstream broke the protocol"),
                 ErrorSource::Downstream => (StatusCode::BAD_REQUEST, "bad request"),

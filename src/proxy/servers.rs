@@ -8,6 +8,8 @@ use crate::runtime::Route;
 use crate::upstream::ServerState;
 use http::HeaderValue;
 use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType};
 
 impl Gateway {
     /// Records a desync on `server` of this request's upstream: counted,
@@ -50,6 +52,54 @@ impl Gateway {
         ctx.failed.len() <= route.upstream.retries
             && route.upstream.has_candidate(|a| ctx.failed.contains(a))
     }
+}
+
+/// What a failed connect says about the server (`None`: not its fault,
+/// e.g. our own EMFILE). A failed TLS handshake (certificate refused, wrong
+/// name, client certificate refused) is logged as an ERROR naming the
+/// server and the reason: it is a configuration problem, not a blip.
+pub(super) fn connect_fault(peer: &HttpPeer, ctx: &Ctx, e: &Error) -> Option<&'static str> {
+    match e.etype() {
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute => Some("connect failed"),
+        ErrorType::ConnectTimedout => Some("connect timed out"),
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => {
+            let (upstream, server) = ctx.route().map_or(("", ""), |r| {
+                (&*r.upstream.name, r.upstream.server_label(&peer._address))
+            });
+            tracing::error!(
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+                upstream,
+                server,
+                sni = peer.sni.as_str(),
+                reason = tls_reason(e),
+                "TLS handshake with the upstream server failed"
+            );
+            Some("TLS handshake failed")
+        }
+        _ => None,
+    }
+}
+
+/// Why a TLS handshake failed, in rustls's words (e.g. "invalid peer
+/// certificate: UnknownIssuer"), which Pingora puts in the context of the
+/// outermost error: printable ASCII, at most 300 bytes.
+fn tls_reason(e: &Error) -> String {
+    let text = e.context.as_ref().map_or("", |c| c.as_str());
+    let text = text.strip_prefix("TLS connect() failed:").unwrap_or(text);
+    text.trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(300)
+        .collect()
 }
 
 /// Whether a response's `X-Request-Id` shows that it answers another

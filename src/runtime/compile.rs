@@ -20,6 +20,7 @@ use crate::routing::{Narrowing, Pattern, Router};
 use crate::tls::CertFiles;
 use crate::tls::challenge::Challenges;
 use crate::tls::files::{Checked, ReloadCounters, check_pair};
+use crate::tls::outbound::{UpstreamTls, load_ca_file};
 use crate::tls::store::CertStore;
 use crate::upstream::{Timeouts, UpstreamPool, resolve};
 use http::{HeaderName, HeaderValue, Method};
@@ -118,8 +119,24 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             require_request_id_echo,
             keepalive,
             health_check,
+            tls,
         } = u;
-        let hc = effective_health_check(&config.health_check, health_check.as_ref());
+        let mut hc = effective_health_check(&config.health_check, health_check.as_ref());
+        // A TLS upstream is probed over TLS unless its own checks say otherwise.
+        if tls.is_some() && health_check.as_ref().and_then(|o| o.use_https).is_none() {
+            hc.use_https = true;
+        }
+        let peer_tls = tls.as_ref().and_then(|t| match UpstreamTls::load(t) {
+            Ok(t) => Some(t),
+            Err((field, msg)) => {
+                report.error(&format!("/upstreams/{name}/tls/{field}"), msg);
+                None
+            }
+        });
+        let probe_tls = match &peer_tls {
+            Some(t) => t,
+            None => &UpstreamTls::defaults(),
+        };
         let mut addrs = Vec::with_capacity(servers.len());
         for (i, s) in servers.iter().enumerate() {
             match resolve(s) {
@@ -152,7 +169,9 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             }
             health_specs
                 .entry(PingoraAddr::Inet(*addr))
-                .or_insert_with(|| Arc::new(Spec::new(name, server, &hc)));
+                .or_insert_with(|| {
+                    Arc::new(Spec::new(name, server, &hc, |p| probe_tls.apply(p, server)))
+                });
         }
         let pool = UpstreamPool::new(
             name,
@@ -164,6 +183,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
                 keepalive: *keepalive,
                 require_echo: *require_request_id_echo,
             },
+            peer_tls.as_ref(),
             &ctx.health,
             &ctx.checker,
             &ctx.metrics.upstream_desync,
@@ -176,6 +196,13 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             report.error(pointer, message);
         }
     }
+    let auth_roots = match &config.auth.ca_file {
+        Some(path) => load_ca_file(Path::new(path)).unwrap_or_else(|msg| {
+            report.error("/auth/ca_file", msg);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     if !report.errors.is_empty() {
         report.warnings = warnings;
         return Err(report.into_errors());
@@ -266,7 +293,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         || a.jwks_url.is_some()
         || a.oauth_service_url.is_some()
         || a.introspection.mode != IntrospectionMode::Off;
-    let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks));
+    let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks, &auth_roots));
 
     // Last step: nothing can fail any more, so the new settings are final.
     ctx.checker.set_specs(health_specs);
@@ -384,6 +411,7 @@ mod tests {
         let source = ctx.jwks.source(
             crate::auth::JwksLocation::Url("http://127.0.0.1:9/jwks".into()),
             Default::default(),
+            ctx.jwks.client(&[]),
         );
         source
             .install(br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#)
@@ -394,6 +422,7 @@ mod tests {
         let again = ctx.jwks.source(
             crate::auth::JwksLocation::Url("http://127.0.0.1:9/jwks".into()),
             Default::default(),
+            ctx.jwks.client(&[]),
         );
         assert!(Arc::ptr_eq(&source, &again));
         assert!(again.current().by_kid("k").is_some());

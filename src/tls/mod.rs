@@ -12,6 +12,8 @@
 //! - [`accept`]: the HTTPS listener's handshake (our own rustls config over
 //!   a Pingora-owned TCP listener) and its counters; [`conn`]: the TLS
 //!   connection as a Pingora stream.
+//! - [`outbound`]: TLS to upstream servers (`upstreams.NAME.tls`): trust,
+//!   SNI and client certificates applied to Pingora peers, and CA files.
 //! - [`acme`]: automatic certificates (RFC 8555, HTTP-01), kept under
 //!   `tls.acme.storage_dir` and renewed in the background.
 
@@ -20,6 +22,7 @@ pub mod acme;
 pub mod challenge;
 pub mod conn;
 pub mod files;
+pub mod outbound;
 pub mod pem;
 pub mod store;
 

@@ -8,6 +8,7 @@
 
 pub mod faulty;
 pub mod oidc;
+pub mod tls_upstream;
 pub mod ws;
 
 pub mod standin;

@@ -14,6 +14,15 @@ pub struct Oidc {
 pub const OIDC_CLIENT: (&str, &str) = ("svc", "svc-secret-0123456789abcdef");
 
 pub async fn start_oidc() -> Oidc {
+    launch(None).await
+}
+
+/// [`start_oidc`] over HTTPS with the PEM certificate and key at these paths.
+pub async fn start_oidc_tls(cert: &std::path::Path, key: &std::path::Path) -> Oidc {
+    launch(Some((cert, key))).await
+}
+
+async fn launch(tls: Option<(&std::path::Path, &std::path::Path)>) -> Oidc {
     use tokio::io::AsyncBufReadExt;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
     assert!(
@@ -31,7 +40,11 @@ pub async fn start_oidc() -> Oidc {
             .expect("npm runs");
         assert!(ok.success(), "npm ci in tests/oidc failed");
     }
-    let mut child = tokio::process::Command::new("node")
+    let mut cmd = tokio::process::Command::new("node");
+    if let Some((cert, key)) = tls {
+        cmd.env("TLS_CERT", cert).env("TLS_KEY", key);
+    }
+    let mut child = cmd
         .arg("server.mjs")
         .current_dir(&dir)
         .stdout(std::process::Stdio::piped())
@@ -52,14 +65,20 @@ pub async fn start_oidc() -> Oidc {
     .expect("oidc-provider listens within 20 s");
     // Keep draining its output: a closed pipe would kill node on its next write.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     Oidc {
-        issuer: format!("http://127.0.0.1:{port}"),
+        issuer: format!("{scheme}://127.0.0.1:{port}"),
         _child: child,
     }
 }
 
 pub async fn client_credentials(oidc: &Oidc, extra: &str) -> String {
-    let resp = client()
+    client_credentials_with(&client(), oidc, extra).await
+}
+
+/// A token from `oidc` asked for with `http` (e.g. a client trusting a test CA).
+pub async fn client_credentials_with(http: &reqwest::Client, oidc: &Oidc, extra: &str) -> String {
+    let resp = http
         .post(format!("{}/token", oidc.issuer))
         .basic_auth(OIDC_CLIENT.0, Some(OIDC_CLIENT.1))
         .header("content-type", "application/x-www-form-urlencoded")

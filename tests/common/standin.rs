@@ -62,15 +62,21 @@ pub async fn serve(listener: TcpListener, state: Arc<StandinState>) {
             continue;
         };
         while connections.try_join_next().is_some() {}
-        let state = state.clone();
-        connections.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, state.clone(), port));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
-        });
+        connections.spawn(serve_connection(stream, state.clone(), port));
     }
+}
+
+/// Serves one connection (plain, or a TLS stream already accepted) until
+/// it closes; `port` is the listener's (for redirects).
+pub async fn serve_connection<S>(io: S, state: Arc<StandinState>, port: u16)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(req, state.clone(), port));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
 }
 
 async fn handle(

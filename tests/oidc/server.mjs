@@ -3,14 +3,21 @@
 // "READY <port>" once it listens. Client credentials only:
 //   - with `resource=urn:gateway`: an RS256 JWT access token (typ at+jwt),
 //   - without a resource: an opaque token, checked by introspection.
+// With TLS_CERT and TLS_KEY (PEM file paths) it serves HTTPS: discovery,
+// JWKS, token and introspection endpoints all over TLS.
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import Provider from 'oidc-provider';
 
 const RESOURCE = 'urn:gateway';
-const server = http.createServer();
+const tls = process.env.TLS_CERT && process.env.TLS_KEY;
+const server = tls
+  ? https.createServer({ cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) })
+  : http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const provider = new Provider(issuer, {
     clients: [
       {
