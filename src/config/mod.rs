@@ -7,12 +7,14 @@
 mod check_acme;
 mod check_tls;
 pub mod diag;
+pub mod edge;
 pub mod model;
 pub mod source;
 pub mod tls;
 
 mod check;
 mod check_auth;
+mod check_edge;
 mod defaults;
 
 pub use diag::{ConfigErrors, Diagnostic, Severity};
