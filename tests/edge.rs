@@ -315,7 +315,7 @@ const APP_ORIGIN: &str = "https://app.example.com";
 
 fn cors_config(app: &App) -> String {
     format!(
-        "{}{}routes:\n  - path: \"/kline/*\"\n    upstream: app\n    methods: [GET, POST]\n    cors:\n      allowed_origins: [\"{APP_ORIGIN}\"]\n      allowed_methods: [GET, POST]\n      allowed_headers: [Authorization, Content-Type]\n      allow_credentials: true\n      max_age_seconds: 600\n",
+        "{}{}routes:\n  - path: \"/kline/*\"\n    upstream: app\n    methods: [GET, POST, DELETE]\n    cors:\n      allowed_origins: [\"{APP_ORIGIN}\"]\n      allowed_methods: [GET, POST]\n      allowed_headers: [Authorization, Content-Type]\n      allow_credentials: true\n      max_age_seconds: 600\n",
         upstream(app),
         auth()
     )
@@ -351,6 +351,8 @@ async fn preflights_are_answered_by_the_gateway_without_auth_or_upstream() {
         assert!(r.headers().get("access-control-allow-origin").is_none());
         assert!(r.headers().get("access-control-allow-methods").is_none());
     }
+    // A method no route serves: no route for the preflight either.
+    assert_eq!(preflight(APP_ORIGIN, "PUT").await.unwrap().status(), 404);
     assert_eq!(app.hits(), 0, "no preflight reached the upstream");
 
     // Actual requests: allowed origin gets the headers, on a 401 too (so the
@@ -677,7 +679,7 @@ async fn the_access_line_has_client_host_protocol_agent_and_a_redacted_query() {
     assert!(!line.contains("eyJhbGciOi") && !line.contains("secret.sig"), "{line}");
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["client_ip"], "127.0.0.1");
-    assert_eq!(v["host"], "127.0.0.1");
+    assert_eq!(v["host"], format!("127.0.0.1:{}", gw.port));
     assert_eq!(v["protocol"], "HTTP/1.1");
     assert_eq!(v["user_agent"], "edge-test/1.0");
     assert_eq!(v["query"], "page=2&access_token=REDACTED&id_token=REDACTED");

@@ -10,10 +10,12 @@
 
 pub mod compress;
 pub mod cors;
+pub mod encoder;
 pub mod headers;
 pub mod ratelimit;
 
 pub use compress::Compression;
 pub use cors::Cors;
+pub use encoder::Encoder;
 pub use headers::HeaderRules;
 pub use ratelimit::{Limiter, LimiterRegistry, Verdict};

@@ -3,23 +3,24 @@
 //! request goes through, proxied or written by the gateway itself (a 401, a
 //! 429): it adds the route's CORS headers and `Vary: Origin`, applies the
 //! route's `response_headers` rules (after the gateway's own headers) and
-//! compresses the body when `compression` says so (Pingora's encoders,
-//! which weaken an `ETag`). It replaces Pingora's default (disabled)
-//! compression module, so a request costs one module either way.
+//! compresses the body when `compression` says so (weakening an `ETag`, as
+//! Pingora's compression module and nginx do). It replaces Pingora's
+//! default (disabled) compression module, so a request costs one module
+//! either way.
 
 use super::Ctx;
 use super::respond::decorate_response;
 use crate::config::edge::Algorithm;
+use crate::policy::Encoder;
 use crate::policy::cors::add_vary;
 use crate::runtime::{Route, RouteTable};
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
-use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 /// The route for a request; a CORS preflight (`OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`) is matched with the method it asks for,
@@ -102,25 +103,27 @@ pub struct EdgeModule {
     origin: Option<HeaderValue>,
     preflight: bool,
     encoding: Option<Algorithm>,
-    encoder: Option<ResponseCompressionCtx>,
+    encoder: Option<Encoder>,
 }
 
-/// Pingora's compression context decides from a request's `Accept-Encoding`;
-/// it is handed one that names only the encoding negotiated here.
-static ASKS: LazyLock<[RequestHeader; 3]> = LazyLock::new(|| {
-    [Algorithm::Br, Algorithm::Gzip, Algorithm::Zstd].map(|a| {
-        let mut r = RequestHeader::build("GET", b"/", Some(1)).expect("static request");
-        r.insert_header(header::ACCEPT_ENCODING, a.as_str())
-            .expect("static header");
-        r
-    })
-});
-
-fn level(a: Algorithm) -> u32 {
-    match a {
-        Algorithm::Br => 5,
-        Algorithm::Gzip => 6,
-        Algorithm::Zstd => 3,
+/// The response headers of a body the gateway encodes: its length and
+/// ranges no longer apply, the `ETag` is weakened (a strong one names exact
+/// bytes; nginx does the same) or dropped when malformed.
+fn encoded_headers(resp: &mut ResponseHeader, a: Algorithm) {
+    resp.remove_header(&header::CONTENT_LENGTH);
+    resp.remove_header(&header::ACCEPT_RANGES);
+    let _ = resp.insert_header(header::CONTENT_ENCODING, a.as_str());
+    if resp.headers.get(header::TRANSFER_ENCODING).is_none() {
+        let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+    }
+    if let Some(etag) = resp.headers.get(header::ETAG).map(|v| v.as_bytes().to_vec()) {
+        if etag.starts_with(b"\"") {
+            if let Ok(weak) = HeaderValue::from_bytes(&[b"W/", &etag[..]].concat()) {
+                let _ = resp.insert_header(header::ETAG, weak);
+            }
+        } else if !etag.starts_with(b"W/") {
+            resp.remove_header(&header::ETAG);
+        }
     }
 }
 
@@ -154,20 +157,29 @@ impl HttpModule for EdgeModule {
             if let Some(a) = self.encoding
                 && !end
             {
-                let mut enc = ResponseCompressionCtx::new(level(a), false, false);
-                enc.request_filter(&ASKS[a as usize]);
-                enc.response_header_filter(resp, end);
-                self.encoder = Some(enc);
+                self.encoder = Encoder::new(a);
+                if self.encoder.is_some() {
+                    encoded_headers(resp, a);
+                }
             }
         }
         Ok(())
     }
 
     fn response_body_filter(&mut self, body: &mut Option<Bytes>, end: bool) -> Result<()> {
-        if let Some(enc) = &mut self.encoder
-            && let Some(out) = enc.response_body_filter(body.as_ref(), end)
-        {
-            *body = Some(out);
+        if let Some(enc) = &mut self.encoder {
+            let input = body.as_deref().unwrap_or(&[]);
+            match enc.encode(input, end) {
+                Ok(out) => *body = Some(out),
+                // Encoding into memory does not fail; if it ever did, the
+                // response cannot be completed correctly.
+                Err(_) => {
+                    return Err(pingora_error::Error::explain(
+                        pingora_error::ErrorType::InternalError,
+                        "response encoding failed",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -176,7 +188,7 @@ impl HttpModule for EdgeModule {
         Ok(self
             .encoder
             .as_mut()
-            .and_then(|e| e.response_body_filter(None, true))
+            .and_then(|e| e.encode(&[], true).ok())
             .filter(|b| !b.is_empty()))
     }
 }
