@@ -1,6 +1,6 @@
 //! Edge policies as written: named rate limits, per-route CORS and header
 //! rules, response compression (issue 17). Checked in `check_edge.rs`,
-//! compiled by `runtime::compile` into `crate::policy` objects.
+//! compiled by `runtime::compile` into the `policy` module's objects.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
