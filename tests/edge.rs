@@ -195,7 +195,11 @@ async fn over_the_limit_a_client_gets_429_with_retry_after_and_ratelimit_headers
     // Another route without a policy is not limited.
     assert_eq!(c.get(gw.url("/free/x")).send().await.unwrap().status(), 200);
     assert_eq!(
-        metric(&gw, "gateway_rate_limited_total{policy=\"per-ip\",route=\"/api/*\"}").await,
+        metric(
+            &gw,
+            "gateway_rate_limited_total{policy=\"per-ip\",route=\"/api/*\"}"
+        )
+        .await,
         1.0
     );
     // One token back per second.
@@ -237,24 +241,39 @@ async fn each_key_type_has_its_own_buckets() {
     // user: alice and bob apart, whatever address they come from.
     let bearer = |sub: &str| format!("Bearer {}", token(json!({"sub": sub})));
     let alice = || status("/user/x", "authorization", bearer("alice"));
-    assert_eq!((alice().await, alice().await, alice().await), (200, 200, 429));
+    assert_eq!(
+        (alice().await, alice().await, alice().await),
+        (200, 200, 429)
+    );
     assert_eq!(status("/user/x", "authorization", bearer("bob")).await, 200);
 
     // client_id: the token's client, not its user.
-    let app_token = |cid: &str, sub: &str| {
-        format!("Bearer {}", token(json!({"sub": sub, "client_id": cid})))
-    };
+    let app_token =
+        |cid: &str, sub: &str| format!("Bearer {}", token(json!({"sub": sub, "client_id": cid})));
     for sub in ["u1", "u2"] {
-        assert_eq!(status("/client/x", "authorization", app_token("mobile", sub)).await, 200);
+        assert_eq!(
+            status("/client/x", "authorization", app_token("mobile", sub)).await,
+            200
+        );
     }
-    assert_eq!(status("/client/x", "authorization", app_token("mobile", "u3")).await, 429);
-    assert_eq!(status("/client/x", "authorization", app_token("web", "u3")).await, 200);
+    assert_eq!(
+        status("/client/x", "authorization", app_token("mobile", "u3")).await,
+        429
+    );
+    assert_eq!(
+        status("/client/x", "authorization", app_token("web", "u3")).await,
+        200
+    );
 
     // user on a public route: the client address (X-Forwarded-For from the
     // trusted proxy at 127.0.0.1), so two clients are two buckets.
     let from = |ip: &'static str| status("/public/x", "x-forwarded-for", ip.into());
     assert_eq!(
-        (from("203.0.113.1").await, from("203.0.113.1").await, from("203.0.113.1").await),
+        (
+            from("203.0.113.1").await,
+            from("203.0.113.1").await,
+            from("203.0.113.1").await
+        ),
         (200, 200, 429)
     );
     assert_eq!(from("203.0.113.2").await, 200);
@@ -281,7 +300,14 @@ async fn an_unchanged_policy_keeps_its_state_across_a_reload() {
     };
     let gw = Gateway::start(&body("", 2));
     let c = client();
-    let get = || async { c.get(gw.url("/api/x")).send().await.unwrap().status().as_u16() };
+    let get = || async {
+        c.get(gw.url("/api/x"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
     assert_eq!((get().await, get().await, get().await), (200, 200, 429));
 
     // Another route added, the policy as it was: still refused.
@@ -290,7 +316,10 @@ async fn an_unchanged_policy_keeps_its_state_across_a_reload() {
         2,
     ));
     gw.wait_log("config reloaded");
-    assert_eq!(c.get(gw.url("/other/x")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gw.url("/other/x")).send().await.unwrap().status(),
+        200
+    );
     assert_eq!(get().await, 429, "the bucket survived the reload");
 
     // The policy changed: a new bucket.
@@ -330,7 +359,10 @@ async fn preflights_are_answered_by_the_gateway_without_auth_or_upstream() {
         c.request(reqwest::Method::OPTIONS, gw.url("/kline/api/candles"))
             .header("origin", origin)
             .header("access-control-request-method", method)
-            .header("access-control-request-headers", "authorization, content-type")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
             .send()
     };
     let r = preflight(APP_ORIGIN, "POST").await.unwrap();
@@ -338,10 +370,17 @@ async fn preflights_are_answered_by_the_gateway_without_auth_or_upstream() {
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], APP_ORIGIN);
     assert_eq!(h["access-control-allow-methods"], "GET, POST");
-    assert_eq!(h["access-control-allow-headers"], "Authorization, Content-Type");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "Authorization, Content-Type"
+    );
     assert_eq!(h["access-control-allow-credentials"], "true");
     assert_eq!(h["access-control-max-age"], "600");
-    let vary: Vec<_> = h.get_all("vary").iter().map(|v| v.to_str().unwrap()).collect();
+    let vary: Vec<_> = h
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert!(vary.contains(&"Origin"), "{vary:?}");
 
     // Another origin, or a method not allowed: answered, without CORS headers.
@@ -407,13 +446,17 @@ fn validate(body: &str) -> (i32, String) {
 
 #[test]
 fn validation_refuses_wildcard_with_credentials_protected_headers_and_unknown_policies() {
-    let base = "upstreams:\n  app: { servers: [\"127.0.0.1:9\"] }\nhealth_check: { enabled: false }\n";
+    let base =
+        "upstreams:\n  app: { servers: [\"127.0.0.1:9\"] }\nhealth_check: { enabled: false }\n";
     let (code, out) = validate(&format!(
         "{base}routes:\n  - path: \"/*\"\n    upstream: app\n    auth_required: false\n    cors: {{ allowed_origins: [\"*\"], allow_credentials: true }}\n"
     ));
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("routes[0].cors.allowed_origins[0]"), "{out}");
-    assert!(out.contains("cannot be used with allow_credentials"), "{out}");
+    assert!(
+        out.contains("cannot be used with allow_credentials"),
+        "{out}"
+    );
 
     let (code, out) = validate(&format!(
         "{base}routes:\n  - path: \"/*\"\n    upstream: app\n    auth_required: false\n    rate_limit: per-usr\n    request_headers: {{ add: {{ X-User-Id: admin, X-Forwarded-For: 1.2.3.4 }}, remove: [X-Request-Id] }}\n    response_headers: {{ add: {{ Cache-Control: no-store }} }}\nrate_limits:\n  per-user: {{ key: user, requests_per_second: 5 }}\n  bad: {{ key: \"cookie:x\", requests_per_second: 5 }}\n"
@@ -437,7 +480,8 @@ fn validation_refuses_wildcard_with_credentials_protected_headers_and_unknown_po
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_chromium_on_another_origin_calls_the_api_and_reads_the_answer() {
     assert!(
-        std::path::Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        std::path::Path::new("/usr/bin/chromium").exists()
+            || std::env::var_os("CHROMIUM").is_some(),
         "/usr/bin/chromium is missing: run ./tests/run"
     );
     let app = App::start().await;
@@ -503,10 +547,18 @@ async fn headless_chromium_on_another_origin_calls_the_api_and_reads_the_answer(
     assert_eq!(seen["status"], 200, "{seen}");
     assert_eq!(seen["body"]["path"], "/kline/api/candles", "{seen}");
     assert_eq!(seen["body"]["headers"]["x-user-id"], "alice", "{seen}");
-    assert!(seen["requestId"].as_str().is_some_and(|s| !s.is_empty()), "{seen}");
+    assert!(
+        seen["requestId"].as_str().is_some_and(|s| !s.is_empty()),
+        "{seen}"
+    );
     let seen = run(format!("{}/", origins[1])).await.unwrap();
     assert_eq!(seen["status"], Value::Null, "{seen}");
-    assert!(seen["error"].as_str().is_some_and(|e| e.contains("Failed to fetch")), "{seen}");
+    assert!(
+        seen["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{seen}"
+    );
     // The allowed page: one preflight (answered by the gateway) and one GET
     // reached the app; the refused page's preflight did not reach it.
     assert_eq!(app.hits(), 1);
@@ -521,7 +573,11 @@ fn compression_config(app: &App, enabled: bool) -> String {
     )
 }
 
-async fn fetch(c: &reqwest::Client, url: String, accept: Option<&str>) -> (reqwest::header::HeaderMap, Vec<u8>) {
+async fn fetch(
+    c: &reqwest::Client,
+    url: String,
+    accept: Option<&str>,
+) -> (reqwest::header::HeaderMap, Vec<u8>) {
     let mut req = c.get(url);
     if let Some(a) = accept {
         req = req.header("accept-encoding", a);
@@ -536,10 +592,14 @@ fn decode(encoding: &str, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match encoding {
         "gzip" => {
-            flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
         }
         "br" => {
-            brotli::Decompressor::new(data, 4096).read_to_end(&mut out).unwrap();
+            brotli::Decompressor::new(data, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
         }
         "zstd" => out = zstd::decode_all(data).unwrap(),
         other => panic!("{other}"),
@@ -584,7 +644,11 @@ async fn responses_are_compressed_as_negotiated_and_only_when_it_helps() {
     assert_eq!(body.len(), 8192);
     let (h, body) = fetch(&c, gw.url("/pre-encoded"), Some("br, gzip")).await;
     assert_eq!(h["content-encoding"], "gzip");
-    assert_eq!(decode("gzip", &body), big, "passed through as the app encoded it");
+    assert_eq!(
+        decode("gzip", &body),
+        big,
+        "passed through as the app encoded it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,8 +702,14 @@ async fn header_rules_add_and_remove_after_the_gateways_own_headers() {
         .await
         .unwrap();
     let h = r.headers().clone();
-    assert_eq!(h["cache-control"], "no-store", "replaces the app's max-age=60");
-    assert_eq!(h["x-frame-options"], "DENY", "after the gateway's SAMEORIGIN default");
+    assert_eq!(
+        h["cache-control"], "no-store",
+        "replaces the app's max-age=60"
+    );
+    assert_eq!(
+        h["x-frame-options"], "DENY",
+        "after the gateway's SAMEORIGIN default"
+    );
     assert!(h.get("x-powered-by").is_none());
     assert!(h.contains_key("x-request-id"));
     let echo: Value = r.json().await.unwrap();
@@ -647,7 +717,12 @@ async fn header_rules_add_and_remove_after_the_gateways_own_headers() {
     assert!(echo["headers"].get("x-debug").is_none());
     assert!(echo["headers"]["x-forwarded-for"].is_string());
     // Rules are per route.
-    let r = c.get(gw.url("/plain/x")).header("x-debug", "1").send().await.unwrap();
+    let r = c
+        .get(gw.url("/plain/x"))
+        .header("x-debug", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-powered-by"], "php");
     assert_eq!(r.headers()["x-frame-options"], "SAMEORIGIN");
     let echo: Value = r.json().await.unwrap();
@@ -676,7 +751,10 @@ async fn the_access_line_has_client_host_protocol_agent_and_a_redacted_query() {
         .find(|l| l.contains("\"path\":\"/logged\""))
         .unwrap()
         .to_string();
-    assert!(!line.contains("eyJhbGciOi") && !line.contains("secret.sig"), "{line}");
+    assert!(
+        !line.contains("eyJhbGciOi") && !line.contains("secret.sig"),
+        "{line}"
+    );
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["client_ip"], "127.0.0.1");
     assert_eq!(v["host"], format!("127.0.0.1:{}", gw.port));

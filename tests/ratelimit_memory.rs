@@ -48,5 +48,8 @@ fn a_million_distinct_keys_leave_the_resident_set_unchanged() {
         took.as_nanos() as f64 / 1e6
     );
     assert!(after.saturating_sub(before) < 512, "{before} → {after} KiB");
-    assert_eq!(limited, 0, "a first request of a fresh key within its burst");
+    assert_eq!(
+        limited, 0,
+        "a first request of a fresh key within its burst"
+    );
 }

@@ -18,7 +18,9 @@ pub struct RateLimitConfig {
     /// value). Without a token (public route) or the header, the client
     /// address is the key. Default: `client_ip`.
     #[serde(default = "default_key")]
-    #[schemars(regex(pattern = r"^(client_ip|user|client_id|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
+    #[schemars(regex(
+        pattern = r"^(client_ip|user|client_id|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"
+    ))]
     pub key: String,
     /// Sustained rate each key may use, requests per second (fractions
     /// allowed: `0.5` is one every 2 s). Required.
@@ -154,7 +156,12 @@ fn default_cors_headers() -> Vec<String> {
     strings(&["Authorization", "Content-Type"])
 }
 fn default_cors_expose() -> Vec<String> {
-    strings(&["X-Request-Id", "Retry-After", "RateLimit", "RateLimit-Policy"])
+    strings(&[
+        "X-Request-Id",
+        "Retry-After",
+        "RateLimit",
+        "RateLimit-Policy",
+    ])
 }
 fn default_max_age() -> u32 {
     600
@@ -243,7 +250,9 @@ impl OriginPattern {
         }
         if let Some(suffix) = rest.strip_prefix("*.") {
             if suffix.is_empty() || suffix.contains('*') {
-                return Err(format!("\"{s}\": a wildcard stands for whole labels: https://*.example.com"));
+                return Err(format!(
+                    "\"{s}\": a wildcard stands for whole labels: https://*.example.com"
+                ));
             }
             return Ok(OriginPattern::Subdomains {
                 scheme: format!("{scheme}://"),
@@ -251,7 +260,9 @@ impl OriginPattern {
             });
         }
         if rest.contains('*') {
-            return Err(format!("\"{s}\": only a leading \"*.\" wildcard is allowed"));
+            return Err(format!(
+                "\"{s}\": only a leading \"*.\" wildcard is allowed"
+            ));
         }
         Ok(OriginPattern::Exact(lower))
     }
@@ -317,7 +328,13 @@ mod tests {
         assert!(!w.matches(b"https://evil.com/.example.com"));
         assert!(!w.matches(b"https://evilexample.com"));
         assert!(!w.matches(b"http://a.example.com"));
-        for bad in ["app.example.com", "ftp://x", "https://x/", "https://a*.b", "https://"] {
+        for bad in [
+            "app.example.com",
+            "ftp://x",
+            "https://x/",
+            "https://a*.b",
+            "https://",
+        ] {
             assert!(OriginPattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -325,7 +342,9 @@ mod tests {
     #[test]
     fn keys_parse() {
         assert_eq!(KeyKind::parse("user"), Ok(KeyKind::User));
-        assert!(matches!(KeyKind::parse("header:X-Api-Key"), Ok(KeyKind::Header(h)) if h == "x-api-key"));
+        assert!(
+            matches!(KeyKind::parse("header:X-Api-Key"), Ok(KeyKind::Header(h)) if h == "x-api-key")
+        );
         assert!(KeyKind::parse("header:bad name").is_err());
         assert!(KeyKind::parse("ip").is_err());
     }

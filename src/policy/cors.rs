@@ -116,7 +116,10 @@ pub fn add_vary(resp: &mut ResponseHeader, name: &'static str) {
         })
     });
     if !listed {
-        let _ = resp.append_header(HeaderName::from_static("vary"), HeaderValue::from_static(name));
+        let _ = resp.append_header(
+            HeaderName::from_static("vary"),
+            HeaderValue::from_static(name),
+        );
     }
 }
 
@@ -141,21 +144,34 @@ mod tests {
         let o = HeaderValue::from_static("https://app.example.com");
         let mut r = ResponseHeader::build(204, None).unwrap();
         c.preflight(&mut r, &o, b"POST");
-        assert_eq!(r.headers["access-control-allow-origin"], "https://app.example.com");
+        assert_eq!(
+            r.headers["access-control-allow-origin"],
+            "https://app.example.com"
+        );
         assert_eq!(r.headers["access-control-allow-credentials"], "true");
         assert_eq!(r.headers["access-control-allow-methods"], "GET, POST");
-        assert_eq!(r.headers["access-control-allow-headers"], "Authorization, Content-Type");
+        assert_eq!(
+            r.headers["access-control-allow-headers"],
+            "Authorization, Content-Type"
+        );
         assert_eq!(r.headers["access-control-max-age"], "600");
         let mut r = ResponseHeader::build(204, None).unwrap();
         c.preflight(&mut r, &o, b"DELETE");
         assert!(r.headers.get("access-control-allow-origin").is_none());
         let mut r = ResponseHeader::build(200, None).unwrap();
         r.append_header("vary", "Accept-Encoding").unwrap();
-        c.decorate(&mut r, Some(&HeaderValue::from_static("https://evil.example")));
+        c.decorate(
+            &mut r,
+            Some(&HeaderValue::from_static("https://evil.example")),
+        );
         assert!(r.headers.get("access-control-allow-origin").is_none());
         assert_eq!(r.headers.get_all("vary").iter().count(), 2);
         c.decorate(&mut r, None);
-        assert_eq!(r.headers.get_all("vary").iter().count(), 2, "Vary: Origin once");
+        assert_eq!(
+            r.headers.get_all("vary").iter().count(),
+            2,
+            "Vary: Origin once"
+        );
     }
 
     #[test]

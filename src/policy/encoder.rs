@@ -74,7 +74,9 @@ mod tests {
 
     #[test]
     fn every_stream_ends_and_decodes() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for a in [Algorithm::Gzip, Algorithm::Br, Algorithm::Zstd] {
             let mut e = Encoder::new(a).unwrap();
             let mut out = Vec::new();

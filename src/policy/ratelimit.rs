@@ -97,8 +97,9 @@ impl Limiter {
         h.write(key);
         let h = h.finish();
         let (h1, h2) = (h as u32 as usize, ((h >> 32) as u32 | 1) as usize);
-        let idx: [usize; ROWS] =
-            std::array::from_fn(|i| i * SLOTS + (h1.wrapping_add(i.wrapping_mul(h2)) & (SLOTS - 1)));
+        let idx: [usize; ROWS] = std::array::from_fn(|i| {
+            i * SLOTS + (h1.wrapping_add(i.wrapping_mul(h2)) & (SLOTS - 1))
+        });
         for _ in 0..16 {
             let (mut min, mut at) = (u64::MAX, 0);
             for (i, &j) in idx.iter().enumerate() {
@@ -203,7 +204,10 @@ mod tests {
             l.check_at(0, b"k", t + SEC / 10),
             Verdict::Allowed { remaining: 0 }
         ));
-        assert!(matches!(l.check_at(0, b"k", t + SEC / 10), Verdict::Limited { .. }));
+        assert!(matches!(
+            l.check_at(0, b"k", t + SEC / 10),
+            Verdict::Limited { .. }
+        ));
         // Idle long enough: a full burst again.
         assert_eq!(
             l.check_at(0, b"k", t + 10 * SEC),
@@ -236,7 +240,10 @@ mod tests {
         };
         let a = reg.get("p", &c).unwrap();
         assert!(Arc::ptr_eq(&a, &reg.get("p", &c).unwrap()));
-        let changed = RateLimitConfig { burst: 3, ..c.clone() };
+        let changed = RateLimitConfig {
+            burst: 3,
+            ..c.clone()
+        };
         assert!(!Arc::ptr_eq(&a, &reg.get("p", &changed).unwrap()));
         assert!(!Arc::ptr_eq(&a, &reg.get("q", &c).unwrap()));
     }
@@ -252,7 +259,10 @@ mod tests {
         let mut limited = 0;
         for i in 0u64..1_000_000 {
             let now = SEC + i * 100_000;
-            if matches!(l.check_at(0, &i.to_le_bytes(), now), Verdict::Limited { .. }) {
+            if matches!(
+                l.check_at(0, &i.to_le_bytes(), now),
+                Verdict::Limited { .. }
+            ) {
                 limited += 1;
             }
         }

@@ -42,7 +42,9 @@ pub(super) fn lookup<'t>(
     {
         return Some((i, route, true));
     }
-    table.lookup(path, host, &req.method).map(|(i, r)| (i, r, false))
+    table
+        .lookup(path, host, &req.method)
+        .map(|(i, r)| (i, r, false))
 }
 
 /// Gives the module what it needs for this request's responses.
@@ -116,7 +118,11 @@ fn encoded_headers(resp: &mut ResponseHeader, a: Algorithm) {
     if resp.headers.get(header::TRANSFER_ENCODING).is_none() {
         let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
     }
-    if let Some(etag) = resp.headers.get(header::ETAG).map(|v| v.as_bytes().to_vec()) {
+    if let Some(etag) = resp
+        .headers
+        .get(header::ETAG)
+        .map(|v| v.as_bytes().to_vec())
+    {
         if etag.starts_with(b"\"") {
             if let Ok(weak) = HeaderValue::from_bytes(&[b"W/", &etag[..]].concat()) {
                 let _ = resp.insert_header(header::ETAG, weak);

@@ -38,7 +38,9 @@ pub(super) async fn refused(
     };
     let req = session.req_header();
     let (tag, key): (u8, &[u8]) = match &l.kind {
-        KeyKind::User if ctx.subject.is_some() => (1, ctx.subject.as_deref().unwrap_or("").as_bytes()),
+        KeyKind::User if ctx.subject.is_some() => {
+            (1, ctx.subject.as_deref().unwrap_or("").as_bytes())
+        }
         KeyKind::ClientId if ctx.client_id.is_some() => {
             (2, ctx.client_id.as_deref().unwrap_or("").as_bytes())
         }

@@ -122,8 +122,7 @@ impl ProxyHttp for Gateway {
             },
             Ok(None) => None,
             Err(msg) => {
-                return refuse(session, ctx, StatusCode::BAD_REQUEST, msg)
-                    .await;
+                return refuse(session, ctx, StatusCode::BAD_REQUEST, msg).await;
             }
         };
         ctx.host = host;
@@ -145,17 +144,27 @@ impl ProxyHttp for Gateway {
         let path = match normalize_path(raw_path) {
             Ok(p) => p,
             Err(e) => {
-                return refuse(session, ctx, StatusCode::BAD_REQUEST, &e.to_string())
-                    .await;
+                return refuse(session, ctx, StatusCode::BAD_REQUEST, &e.to_string()).await;
             }
         };
         if let std::borrow::Cow::Owned(p) = &path {
             ctx.logged_path = Some(p.clone());
         }
         let table = ctx.table.clone();
-        let found = edge::lookup(&table, &path, ctx.host.as_ref().map(Host::name), session.req_header());
+        let found = edge::lookup(
+            &table,
+            &path,
+            ctx.host.as_ref().map(Host::name),
+            session.req_header(),
+        );
         let Some((route_idx, route, preflight)) = found else {
-            return refuse(session, ctx, StatusCode::NOT_FOUND, "no route for this path").await;
+            return refuse(
+                session,
+                ctx,
+                StatusCode::NOT_FOUND,
+                "no route for this path",
+            )
+            .await;
         };
         ctx.route = Some(route_idx);
         edge::start(session, &table, route_idx, preflight);
@@ -166,8 +175,7 @@ impl ProxyHttp for Gateway {
         // A declared body over the limit is refused before anything is
         // forwarded; a chunked one is counted in `request_body_filter`.
         if declared_length(session.req_header()).is_some_and(|n| n > route.max_body_bytes) {
-            return refuse(session, ctx, StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE)
-                .await;
+            return refuse(session, ctx, StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE).await;
         }
 
         if limit::refused(session, ctx, route, false).await? {
