@@ -7,13 +7,15 @@ use crate::config::edge::{Algorithm, CompressionConfig};
 use http::{HeaderValue, StatusCode, header};
 use pingora_http::ResponseHeader;
 
+/// A listed media type: `(type, subtype)`, lower case; subtype `None` for `type/*`.
+type MediaRule = (Box<str>, Option<Box<str>>);
+
 /// The compiled `compression` section (present only when enabled).
 #[derive(Debug)]
 pub struct Compression {
     algorithms: Box<[Algorithm]>,
     min_bytes: u64,
-    /// `(type, subtype)`, lower case; subtype `None` for `type/*`.
-    types: Box<[(Box<str>, Option<Box<str>>)]>,
+    types: Box<[MediaRule]>,
 }
 
 impl Compression {

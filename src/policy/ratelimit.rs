@@ -144,8 +144,11 @@ impl Limiter {
 /// buckets; a changed or new one starts empty. Only compiling locks it.
 #[derive(Default)]
 pub struct LimiterRegistry {
-    map: Mutex<HashMap<(String, u64, u32, String), Weak<Limiter>>>,
+    map: Mutex<HashMap<PolicyId, Weak<Limiter>>>,
 }
+
+/// A policy's name, rate (bits of the f64), burst and key.
+type PolicyId = (String, u64, u32, String);
 
 impl LimiterRegistry {
     /// The limiter for `name` with these parameters (`c.key` checked).
