@@ -7,6 +7,7 @@ profile: fat LTO):
     python3 benches/compare.py                # 8 interleaved rounds of 3 s per row
     python3 benches/compare.py --rounds 10 --seconds 5 --idle 10000
     python3 benches/compare.py --ab OLD/target/production/gateway --rows "nginx|gateway( B)?( 4 KiB)?$|tuned" --idle 0
+    python3 benches/compare.py --rows "limit|64 KiB" --idle 0   # edge policies only
 
 HTTPS rows (TLS 1.3, one self-signed P-256 certificate for both): keep-alive
 HTTP/1.1 (wrk), a new connection and full handshake per request (wrk with
@@ -300,8 +301,12 @@ def wrk(url, seconds, header=None, script=None):
         v, unit = float(m.group(1)), m.group(2)
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
     errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)) + int(num(r"Non-2xx or 3xx responses: (\d+)"))
-    return {"rps": num(r"Requests/sec:\s+([\d.]+)"), "requests": num(r"(\d+) requests in"),
-            "p50": ms("50"), "p99": ms("99"), "errors": errors}
+    m = re.search(r"requests in [\d.]+\w+, ([\d.]+)([KMG]?B) read", out)
+    read = float(m.group(1)) * {"B": 1, "KB": 1024, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)] if m else 0.0
+    requests = num(r"(\d+) requests in")
+    return {"rps": num(r"Requests/sec:\s+([\d.]+)"), "requests": requests,
+            "p50": ms("50"), "p99": ms("99"), "errors": errors,
+            "bytes_per_req": read / max(requests, 1)}
 
 
 async def hold_idle(port, n, path, header="", tls=False):
@@ -356,9 +361,14 @@ def main():
     os.chmod(d, 0o755)  # nginx workers (user nobody) read the 4 KiB file
     procs = []
     try:
-        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m8", "up_tls", "up_tls_http", "nginx_up_tls", "gw_up_tls", "m9")}
+        ports = {k: free_port() for k in ("up", "nginx", "nginx2", "bare", "bare_tuned", "gw", "gw_auth", "gw_rs", "gw_10k", "gw_reload", "gw_64k", "m1", "m2", "m3", "m4", "m5", "m6", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m8", "up_tls", "up_tls_http", "nginx_up_tls", "gw_up_tls", "m9", "gw_rl", "m11", "gw_gz", "m10", "nginx_gz")}
         open(os.path.join(d, "4k.txt"), "w").write("x" * 4096)  # served from the page cache
         open(os.path.join(d, "1m.bin"), "wb").write(b"x" * (1 << 20))
+        # A 64 KiB JSON list, as an API answers (compressible, not trivially).
+        rows_json = [{"id": i, "symbol": "BTC-USD", "open": 40000 + i % 97, "close": 40010 + i % 89, "volume": (i * 7919) % 100003} for i in range(900)]
+        json_text = json.dumps(rows_json, separators=(",", ":"))[: 64 * 1024 - 2]
+        json_text = json_text[: json_text.rfind("},") + 1] + "]"
+        open(os.path.join(d, "64k.json"), "w").write(json_text + " " * (64 * 1024 - len(json_text)))
         rs_token = rs256(d)
         upload = os.path.join(d, "upload.lua")
         open(upload, "w").write('wrk.method = "POST"\nwrk.body = string.rep("x", 1048576)\n')
@@ -368,6 +378,7 @@ def main():
     location = /jwks.json {{ root {d}; default_type application/json; try_files /jwks.json =404; }}
     location ~ /4k$ {{ root {d}; default_type text/plain; try_files /4k.txt =404; }}
     location ~ /1m$ {{ root {d}; default_type application/octet-stream; try_files /1m.bin =404; }}
+    location ~ /64k.json$ {{ root {d}; default_type application/json; try_files /64k.json =404; }}
     location /upload {{ return 200 "ok"; }}
     location / {{ return 200 "ok"; }}"""
         up = start_nginx(d, "upstream", ports["up"], up_body)
@@ -417,7 +428,17 @@ def main():
         gw_64k = start_gateway(d, "gw_64k", gateway_config(d, ports["gw_64k"], ports["up"], ports["m6"], extra_server="  read_buffer_bytes: 65536\n"))
         gw_tls = start_gateway(d, "gw_tls", gateway_config(d, ports["gw_tls_http"], ports["up"], ports["m8"]) + gateway_tls(ports["gw_tls"], crt, key))
         gw_up_tls = start_gateway(d, "gw_up_tls", gateway_config(d, ports["gw_up_tls"], ports["up_tls"], ports["m9"], upstream_ca=up_ca))
-        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k, gw_tls, gw_up_tls]
+        # Edge policies (issue 17): a route under a rate limit it never
+        # reaches (every wrk connection is one client address: one bucket,
+        # the worst case for contention) beside the same process's route
+        # without one; compression of a 64 KiB JSON body beside nginx gzip
+        # (level 6 both, the gateway's gzip level).
+        limited = '  - { path: "/limited/*", upstream: app, auth_required: false, rate_limit: bench }\nrate_limits:\n  bench: { key: client_ip, requests_per_second: 1000000000, burst: 1000000000 }\n'
+        gw_rl = start_gateway(d, "gw_rl", gateway_config(d, ports["gw_rl"], ports["up"], ports["m11"], extra_routes=limited))
+        gw_gz = start_gateway(d, "gw_gz", gateway_config(d, ports["gw_gz"], ports["up"], ports["m10"]) + "compression: { enabled: true }\n")
+        gzip_body = proxy_body.replace("location / {", "gzip on; gzip_comp_level 6; gzip_min_length 1024; gzip_proxied any; gzip_types application/json; gzip_vary on; location / {")
+        nginx_gz = start_nginx(d, "nginx_gz", ports["nginx_gz"], gzip_body, backend)
+        procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k, gw_tls, gw_up_tls, gw_rl, gw_gz, nginx_gz]
         if args.ab:
             ports["gw_b"], ports["m7"] = free_port(), free_port()
             gw_b = start_gateway(d, "gw_b", gateway_config(d, ports["gw_b"], ports["up"], ports["m7"]), exe=os.path.abspath(args.ab))
@@ -455,6 +476,13 @@ def main():
             # Plain client side, TLS to the upstream (pooled connections).
             "nginx tls upstream": (nginx_up_tls, f"http://127.0.0.1:{ports['nginx_up_tls']}/test/x", None),
             "gateway tls upstream": (gw_up_tls, f"http://127.0.0.1:{ports['gw_up_tls']}/test/x", None),
+            "gateway no limit": (gw_rl, f"http://127.0.0.1:{ports['gw_rl']}/test/x", None),
+            "gateway rate-limited": (gw_rl, f"http://127.0.0.1:{ports['gw_rl']}/limited/x", None),
+            "gateway 64 KiB JSON": (gw_gz, f"http://127.0.0.1:{ports['gw_gz']}/test/64k.json", None),
+            "gateway gzip 64 KiB JSON": (gw_gz, f"http://127.0.0.1:{ports['gw_gz']}/test/64k.json", "Accept-Encoding: gzip"),
+            "gateway br 64 KiB JSON": (gw_gz, f"http://127.0.0.1:{ports['gw_gz']}/test/64k.json", "Accept-Encoding: br"),
+            "gateway zstd 64 KiB JSON": (gw_gz, f"http://127.0.0.1:{ports['gw_gz']}/test/64k.json", "Accept-Encoding: zstd"),
+            "nginx gzip 64 KiB JSON": (nginx_gz, f"http://127.0.0.1:{ports['nginx_gz']}/test/64k.json", "Accept-Encoding: gzip"),
         }
         if args.ab:
             rows["gateway B"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/x", None)
@@ -500,10 +528,10 @@ def main():
             return statistics.median(x["rps"] / max(y["rps"], 1) for x, y in zip(results[a], results[b]))
         peak = {name: rss_kb(row[0].pid, "VmHWM") for name, row in rows.items()}
 
-        print(f"\n{'row':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}{'peak RSS MB':>13}")
+        print(f"\n{'row':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}{'peak RSS MB':>13}{'bytes/resp':>12}")
         for name in rows:
             errs = sum(x["errors"] for x in results[name])
-            print(f"{name:<28}{med(name, 'rps'):>10.0f}{med(name, 'p50'):>9.2f}{med(name, 'p99'):>9.2f}{errs:>8}{med(name, 'cpu_us_per_req'):>12.1f}{peak[name] / 1024:>13.1f}")
+            print(f"{name:<28}{med(name, 'rps'):>10.0f}{med(name, 'p50'):>9.2f}{med(name, 'p99'):>9.2f}{errs:>8}{med(name, 'cpu_us_per_req'):>12.1f}{peak[name] / 1024:>13.1f}{med(name, 'bytes_per_req'):>12.0f}")
         pairs = {
             "gateway / gateway B  [A/B]": ("gateway", "gateway B"),
             "gateway 4 KiB / gateway B 4 KiB  [A/B]": ("gateway 4 KiB", "gateway B 4 KiB"),
@@ -531,6 +559,9 @@ def main():
             "gateway https / gateway": ratio("gateway https", "gateway"),
             "gateway tls upstream / nginx": ratio("gateway tls upstream", "nginx tls upstream"),
             "gateway tls upstream / gateway": ratio("gateway tls upstream", "gateway"),
+            "gateway rate-limited / no limit": ratio("gateway rate-limited", "gateway no limit"),
+            "gateway gzip / nginx gzip 64 KiB JSON": ratio("gateway gzip 64 KiB JSON", "nginx gzip 64 KiB JSON"),
+            "gateway gzip / uncompressed 64 KiB": ratio("gateway gzip 64 KiB JSON", "gateway 64 KiB JSON"),
         }
         for k, (a, b) in pairs.items():
             ratios[k] = ratio(a, b)

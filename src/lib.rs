@@ -11,7 +11,7 @@
 //! Modules form layers and only use lower ones (checked by
 //! `tests/architecture.rs`; drawn in the README's "Architecture" section):
 //! `host` `routing` ← `forwarding` ← `config` ← components (`auth`
-//! `downstream` `health` `logging` `tls` ← `idle` `metrics` `upstream`) ←
+//! `downstream` `health` `logging` `policy` `tls` ← `idle` `metrics` `upstream`) ←
 //! `runtime` ← `proxy` `reload` ← `admin` ← `server` `validate` `cli`.
 
 pub mod admin;
@@ -25,6 +25,7 @@ pub mod host;
 pub mod idle;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -211,6 +211,85 @@ pub struct AccessLine<'a> {
     /// Why the upstream's response was cut off (`closed`, `reset`,
     /// `timeout`, `protocol`), empty when it was not.
     pub aborted: &'a str,
+    /// The request host (validated), empty without one.
+    pub host: &'a str,
+    /// `HTTP/1.1`, `HTTP/2`, `HTTP/1.0`.
+    pub protocol: &'a str,
+    /// `User-Agent`, at most [`FIELD_CAP`] bytes.
+    pub user_agent: &'a str,
+    /// The query string, credentials redacted ([`redact_query`]), at most
+    /// [`FIELD_CAP`] bytes.
+    pub query: &'a str,
+    /// `TLSv1.3` / `TLSv1.2` on the HTTPS listener; the field is left out
+    /// of plain-HTTP lines.
+    pub tls_version: &'a str,
+}
+
+/// Longest `user_agent` and `query` written to an access line, in bytes.
+pub const FIELD_CAP: usize = 512;
+
+/// Query parameters whose values never reach a log (ASCII case-insensitive
+/// names): tokens, keys, passwords, signatures, OAuth codes.
+const SECRET_PARAMS: &[&str] = &[
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "token",
+    "code",
+    "client_secret",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "passwd",
+    "secret",
+    "signature",
+    "sig",
+    "jwt",
+    "x-amz-signature",
+    "x-amz-security-token",
+];
+
+/// `query` with the values of [`SECRET_PARAMS`] replaced by `REDACTED`,
+/// cut to [`FIELD_CAP`] bytes. Borrows when nothing changes.
+pub fn redact_query(query: &str) -> std::borrow::Cow<'_, str> {
+    let secret = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("");
+        pair.contains('=') && SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name))
+    };
+    let out: std::borrow::Cow<'_, str> = if query.split('&').any(secret) {
+        let mut s = String::with_capacity(query.len());
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                s.push('&');
+            }
+            if secret(pair) {
+                s.push_str(pair.split('=').next().unwrap_or(""));
+                s.push_str("=REDACTED");
+            } else {
+                s.push_str(pair);
+            }
+        }
+        s.into()
+    } else {
+        query.into()
+    };
+    match out {
+        std::borrow::Cow::Borrowed(b) => cap(b).into(),
+        std::borrow::Cow::Owned(o) => cap(&o).to_string().into(),
+    }
+}
+
+/// At most [`FIELD_CAP`] bytes, cut on a character boundary.
+pub fn cap(s: &str) -> &str {
+    if s.len() <= FIELD_CAP {
+        return s;
+    }
+    let mut end = FIELD_CAP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 impl AccessLine<'_> {
@@ -234,10 +313,14 @@ impl AccessLine<'_> {
         let ms = self.duration.as_micros();
         let (ms, frac) = (ms / 1000, ms % 1000);
         let strings = [
+            ("host", self.host),
+            ("protocol", self.protocol),
             ("path", self.path),
+            ("query", self.query),
             ("route", self.route),
             ("upstream", self.upstream),
             ("server", self.server),
+            ("user_agent", self.user_agent),
         ];
         if text {
             write_timestamp(out, now);
@@ -248,6 +331,9 @@ impl AccessLine<'_> {
             }
             for (k, v) in strings {
                 let _ = write!(out, " {k}={v:?}");
+            }
+            if !self.tls_version.is_empty() {
+                let _ = write!(out, " tls_version={:?}", self.tls_version);
             }
             let _ = write!(
                 out,
@@ -266,6 +352,10 @@ impl AccessLine<'_> {
             for (k, v) in strings {
                 let _ = write!(out, ",\"{k}\":");
                 json_str(out, v);
+            }
+            if !self.tls_version.is_empty() {
+                out.extend_from_slice(b",\"tls_version\":");
+                json_str(out, self.tls_version);
             }
             let _ = write!(
                 out,
@@ -369,7 +459,24 @@ mod tests {
             user: "",
             error: "",
             aborted: "",
+            host: "api.example.com",
+            protocol: "HTTP/1.1",
+            user_agent: "curl/8",
+            query: "a=1",
+            tls_version: "",
         }
+    }
+
+    #[test]
+    fn credentials_in_queries_are_redacted() {
+        assert_eq!(redact_query("a=1&b=2"), "a=1&b=2");
+        assert_eq!(
+            redact_query("a=1&access_token=eyJ.x.y&Token=t&keyless=1&code"),
+            "a=1&access_token=REDACTED&Token=REDACTED&keyless=1&code"
+        );
+        let long = "x".repeat(2000);
+        assert_eq!(redact_query(&long).len(), FIELD_CAP);
+        assert_eq!(cap("é".repeat(400).as_str()).len(), FIELD_CAP);
     }
 
     #[test]
@@ -407,8 +514,8 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "2026-11-26T08:00:00.000005Z  INFO access: method=GET client_ip=\"\" path=\"/a \\\"b\\\"\\n\" route=\"/a/*\" \
-             upstream=\"app\" server=\"127.0.0.1:8080\" status=200 duration_ms=24.315 bytes=6 \
+            "2026-11-26T08:00:00.000005Z  INFO access: method=GET client_ip=\"\" host=\"api.example.com\" protocol=\"HTTP/1.1\" path=\"/a \\\"b\\\"\\n\" query=\"a=1\" route=\"/a/*\" \
+             upstream=\"app\" server=\"127.0.0.1:8080\" user_agent=\"curl/8\" status=200 duration_ms=24.315 bytes=6 \
              request_id=\"abc\" user=\"\" error=\"\" aborted=\"\"\n"
         );
     }

@@ -39,6 +39,7 @@ pub mod names {
     pub const BUILD_INFO: &str = "gateway_build_info";
     pub const UPSTREAM_DESYNC: &str = "gateway_upstream_desync_total";
     pub const UPSTREAM_ABORTED: &str = "gateway_upstream_aborted_total";
+    pub const RATE_LIMITED: &str = "gateway_rate_limited_total";
     pub const TLS_CERTIFICATE_EXPIRY: &str = "gateway_tls_certificate_expiry_timestamp_seconds";
     pub const TLS_HANDSHAKES: &str = "gateway_tls_handshakes_total";
     pub const TLS_HANDSHAKE_ERRORS: &str = "gateway_tls_handshake_errors_total";
@@ -73,6 +74,8 @@ pub struct Metrics {
     pub upstream_desync: IntCounterVec,
     /// Responses the upstream did not complete, by route, upstream and reason.
     pub upstream_aborted: IntCounterVec,
+    /// Requests refused by a rate limit (429), by route pattern and policy.
+    pub rate_limited: IntCounterVec,
     /// Heads and connections refused before they became requests, by kind
     /// (see [`crate::downstream`]).
     pub downstream: Arc<crate::downstream::Counters>,
@@ -242,6 +245,11 @@ impl Metrics {
                 UPSTREAM_ABORTED,
                 "Responses the upstream did not complete (cut off, timed out, broke the protocol), by route pattern, upstream and reason.",
                 &["route", "upstream", "reason"],
+            ),
+            rate_limited: counter_vec(
+                RATE_LIMITED,
+                "Requests refused with 429 by a rate limit, by route pattern and policy.",
+                &["route", "policy"],
             ),
             registry,
             requests,

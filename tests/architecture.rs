@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     // The config as written, and its checks.
     &["config"],
     // Components: each sees `config` and the leaves, not the runtime.
-    &["auth", "downstream", "health", "logging", "tls"],
+    &["auth", "downstream", "health", "logging", "policy", "tls"],
     &["idle", "metrics", "upstream"],
     // The reloadable snapshot, compiled from a checked config, and the
     // process-wide state it borrows.

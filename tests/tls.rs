@@ -332,6 +332,16 @@ async fn http2_requests_reach_the_upstream_knowing_they_came_over_tls() {
         .unwrap();
     assert_eq!(v["headers"]["x-forwarded-proto"], "http");
     assert_eq!(v["headers"]["x-forwarded-port"], h.gw.port.to_string());
+    // The access line says how the request came: HTTP/2 over TLS 1.3.
+    let log = h.gw.wait_log("\"query\":\"q=1\"");
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"query\":\"q=1\""))
+        .unwrap();
+    let access: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(access["protocol"], "HTTP/2", "{line}");
+    assert_eq!(access["tls_version"], "TLSv1.3", "{line}");
+    assert_eq!(access["host"], format!("gw.test:{}", h.port), "{line}");
 
     // Streams (SSE) over HTTP/2 arrive whole; the redirect keeps https.
     let body = c

@@ -25,7 +25,10 @@ pub(super) fn check(c: &FileConfig, r: &mut Reporter) {
         logging,
         response_headers,
         tls,
+        rate_limits: _,
+        compression: _,
     } = c;
+    super::check_edge::check_edge(c, r);
     let plain = check_server(server, metrics, r);
     if let Some(t) = tls {
         super::check_tls::check_tls(t, plain, r);
@@ -226,6 +229,11 @@ fn check_routes(routes: &[RouteConfig], upstreams: Vec<&str>, auth: &AuthConfig,
             required_scopes,
             max_body_bytes: _,
             keep_request_headers,
+            // Checked in check_edge.rs.
+            rate_limit: _,
+            cors: _,
+            request_headers: _,
+            response_headers: _,
         } = route;
         for (j, h) in keep_request_headers.iter().enumerate() {
             if let Err(msg) = KeepHeaders::parse(std::slice::from_ref(h)) {

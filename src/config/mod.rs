@@ -8,6 +8,7 @@ mod check_acme;
 mod check_tls;
 mod check_upstream_tls;
 pub mod diag;
+pub mod edge;
 pub mod model;
 pub mod source;
 pub mod tls;
@@ -15,6 +16,7 @@ pub mod upstream_tls;
 
 mod check;
 mod check_auth;
+mod check_edge;
 mod defaults;
 
 pub use check_upstream_tls::host_of as server_host;

@@ -46,6 +46,12 @@ pub struct FileConfig {
     /// HTTPS listener and certificates. Absent: plain HTTP only.
     #[serde(default)]
     pub tls: Option<super::tls::TlsConfig>,
+    /// Named rate-limit policies, used by `routes[].rate_limit`. Default: none.
+    #[serde(default)]
+    pub rate_limits: super::edge::RateLimits,
+    /// Response compression (gzip, br, zstd). Default: off.
+    #[serde(default)]
+    pub compression: super::edge::CompressionConfig,
 }
 
 /// Process-level settings.
@@ -262,6 +268,18 @@ pub struct RouteConfig {
     /// (a method override could turn a GET the route admits into a DELETE).
     #[serde(default)]
     pub keep_request_headers: Vec<String>,
+    /// Name of a `rate_limits` policy applied to this route. Default: none.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// CORS for browser apps on other origins. Default: none.
+    #[serde(default)]
+    pub cors: Option<super::edge::CorsConfig>,
+    /// Headers added to / removed from requests sent upstream. Default: none.
+    #[serde(default)]
+    pub request_headers: super::edge::HeaderRulesConfig,
+    /// Headers added to / removed from responses. Default: none.
+    #[serde(default)]
+    pub response_headers: super::edge::HeaderRulesConfig,
 }
 
 /// Active HTTP health checks.

@@ -111,6 +111,20 @@ impl Ctx {
         self.table.response_headers(self.tls)
     }
 
+    /// The client's address and whether the TCP peer is a trusted proxy.
+    pub(super) fn set_client(&mut self, session: &pingora_proxy::Session) {
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
+            let peer = peer.ip();
+            let trusted = &self.table.trusted_proxies;
+            self.peer_trusted = !trusted.is_empty() && trusted.contains(peer);
+            self.client_ip = Some(if self.peer_trusted {
+                trusted.client_ip(peer, session.req_header())
+            } else {
+                peer
+            });
+        }
+    }
+
     pub(super) fn route(&self) -> Option<&Route> {
         self.route.map(|i| &self.table.routes[i])
     }

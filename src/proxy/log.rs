@@ -57,7 +57,27 @@ pub(super) fn request_done(session: &Session, e: Option<&Error>, ctx: &Ctx) {
         (Some(r), Some(s)) => r.upstream.server_label(s),
         _ => "",
     };
+    let query = crate::logging::redact_query(req.uri.query().unwrap_or(""));
+    let user_agent = req
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let digest = session.digest();
+    let tls_version = digest
+        .and_then(|d| d.ssl_digest.as_ref())
+        .map_or("", |t| &*t.version);
     AccessLine {
+        host: ctx.host.as_ref().map_or("", |h| h.as_str()),
+        protocol: match req.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        },
+        user_agent: crate::logging::cap(user_agent),
+        query: &query,
+        tls_version,
         method: req.method.as_str(),
         client_ip: ctx.client_ip,
         path,

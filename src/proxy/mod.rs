@@ -17,8 +17,10 @@
 mod acme;
 mod admit;
 mod ctx;
+mod edge;
 mod https;
 mod ids;
+mod limit;
 mod log;
 mod request;
 mod respond;
@@ -50,7 +52,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use request::{check_request, declared_length, upstream_target};
-use respond::{abort_reason, downstream_gone};
+use respond::{abort_reason, downstream_gone, refuse};
 use retry::{Decision, Facts};
 use servers::echo_mismatch;
 use std::sync::Arc;
@@ -85,6 +87,10 @@ impl Gateway {
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        modules.add_module(Box::new(edge::EdgeModuleBuilder));
+    }
+
     fn new_ctx(&self) -> Ctx {
         crate::downstream::mark_reached_proxy();
         let table = self.table.load_full();
@@ -97,16 +103,7 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
-            let peer = peer.ip();
-            let trusted = &ctx.table.trusted_proxies;
-            ctx.peer_trusted = !trusted.is_empty() && trusted.contains(peer);
-            ctx.client_ip = Some(if ctx.peer_trusted {
-                trusted.client_ip(peer, session.req_header())
-            } else {
-                peer
-            });
-        }
+        ctx.set_client(session);
         // An incoming id is kept only from a trusted proxy (Envoy's edge
         // default): a client choosing its id could forge log correlation or
         // reuse another request's id, which `require_request_id_echo`
@@ -119,16 +116,13 @@ impl ProxyHttp for Gateway {
             Ok(Some(h)) => match set_host(session.req_header_mut(), &h) {
                 Ok(()) => Some(h),
                 Err(_) => {
-                    return self
-                        .refuse(session, ctx, StatusCode::BAD_REQUEST, "invalid Host header")
+                    return refuse(session, ctx, StatusCode::BAD_REQUEST, "invalid Host header")
                         .await;
                 }
             },
             Ok(None) => None,
             Err(msg) => {
-                return self
-                    .refuse(session, ctx, StatusCode::BAD_REQUEST, msg)
-                    .await;
+                return refuse(session, ctx, StatusCode::BAD_REQUEST, msg).await;
             }
         };
         ctx.host = host;
@@ -150,45 +144,51 @@ impl ProxyHttp for Gateway {
         let path = match normalize_path(raw_path) {
             Ok(p) => p,
             Err(e) => {
-                return self
-                    .refuse(session, ctx, StatusCode::BAD_REQUEST, &e.to_string())
-                    .await;
+                return refuse(session, ctx, StatusCode::BAD_REQUEST, &e.to_string()).await;
             }
         };
         if let std::borrow::Cow::Owned(p) = &path {
             ctx.logged_path = Some(p.clone());
         }
         let table = ctx.table.clone();
-        let found = table.lookup(
+        let found = edge::lookup(
+            &table,
             &path,
             ctx.host.as_ref().map(Host::name),
-            &session.req_header().method,
+            session.req_header(),
         );
-        let Some((route_idx, route)) = found else {
-            return self
-                .refuse(
-                    session,
-                    ctx,
-                    StatusCode::NOT_FOUND,
-                    "no route for this path",
-                )
-                .await;
+        let Some((route_idx, route, preflight)) = found else {
+            return refuse(
+                session,
+                ctx,
+                StatusCode::NOT_FOUND,
+                "no route for this path",
+            )
+            .await;
         };
         ctx.route = Some(route_idx);
+        edge::start(session, &table, route_idx, preflight);
+        if preflight {
+            return edge::preflight(session, ctx, route).await;
+        }
 
         // A declared body over the limit is refused before anything is
         // forwarded; a chunked one is counted in `request_body_filter`.
         if declared_length(session.req_header()).is_some_and(|n| n > route.max_body_bytes) {
-            return self
-                .refuse(session, ctx, StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE)
-                .await;
+            return refuse(session, ctx, StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE).await;
         }
 
+        if limit::refused(session, ctx, route, false).await? {
+            return Ok(true);
+        }
         // Every request on a protected route, upgrades and streams included.
         if route.auth_required
             && let Err(e) = authenticate(session, &table, route, ctx).await
         {
             reject(session, &table, route, ctx, e).await?;
+            return Ok(true);
+        }
+        if limit::refused(session, ctx, route, true).await? {
             return Ok(true);
         }
 
@@ -398,6 +398,9 @@ impl ProxyHttp for Gateway {
                 req.insert_header(name.clone(), value.clone())?;
             }
         }
+        if let Some(r) = ctx.route() {
+            r.edge.request_headers.apply_request(req);
+        }
         if ctx.up.no_pool && !req.headers.contains_key(header::UPGRADE) {
             req.insert_header(header::CONNECTION, "close")?;
         }
@@ -569,21 +572,5 @@ impl ProxyHttp for Gateway {
             self.check_unexpected_data(ctx, &server);
         }
         log::request_done(session, e, ctx);
-    }
-}
-
-impl Gateway {
-    /// Answers the request with an error of the gateway's own; `Ok(true)`
-    /// tells Pingora the request is done.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &Ctx,
-        status: StatusCode,
-        message: &str,
-    ) -> Result<bool> {
-        let r = ErrorResponse::new(status, message);
-        respond(session, &ctx.request_id, ctx.response_headers(), &r).await?;
-        Ok(true)
     }
 }

@@ -108,6 +108,19 @@ pub async fn respond(
     Ok(())
 }
 
+/// Answers the request with an error of the gateway's own; `Ok(true)`
+/// tells Pingora the request is done.
+pub(super) async fn refuse(
+    session: &mut Session,
+    ctx: &super::Ctx,
+    status: StatusCode,
+    message: &str,
+) -> Result<bool> {
+    let r = ErrorResponse::new(status, message);
+    respond(session, &ctx.request_id, ctx.response_headers(), &r).await?;
+    Ok(true)
+}
+
 /// The gateway's response headers: `X-Request-Id` and the configured
 /// `response_headers` (security headers by default), never over a header
 /// the upstream set.

@@ -52,6 +52,8 @@ pub struct CompileContext {
     /// Pending ACME HTTP-01 answers: published by the ACME client, served
     /// by the plain listener while `tls.acme` is set.
     pub challenges: Arc<Challenges>,
+    /// Rate-limit state by policy, kept across reloads for unchanged policies.
+    pub limiters: Arc<crate::policy::LimiterRegistry>,
 }
 
 impl Default for CompileContext {
@@ -75,6 +77,7 @@ impl Default for CompileContext {
             resolve_names: true,
             certs,
             challenges: Challenges::new(),
+            limiters: Arc::default(),
         }
     }
 }
@@ -223,6 +226,10 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             required_scopes,
             max_body_bytes,
             keep_request_headers,
+            rate_limit,
+            cors,
+            request_headers,
+            response_headers,
         } = r;
         let pattern = Pattern::parse(path).expect("checked");
         let narrowing = Narrowing {
@@ -257,6 +264,17 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             max_body_bytes: max_body_bytes.unwrap_or(config.server.max_body_bytes),
             keep_headers: KeepHeaders::parse(keep_request_headers).unwrap_or_default(),
             metrics: ctx.metrics.route(path, upstream),
+            edge: super::RouteEdge {
+                rate_limit: rate_limit.as_ref().and_then(|name| {
+                    Some(super::RouteLimit {
+                        limiter: ctx.limiters.get(name, config.rate_limits.get(name)?)?,
+                        limited: ctx.metrics.rate_limited.with_label_values(&[path, name]),
+                    })
+                }),
+                cors: cors.as_ref().map(crate::policy::Cors::new),
+                request_headers: crate::policy::HeaderRules::new(request_headers),
+                response_headers: crate::policy::HeaderRules::new(response_headers),
+            },
         });
     }
 
@@ -311,6 +329,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             .as_ref()
             .is_some_and(|t| t.acme.is_some())
             .then(|| ctx.challenges.clone()),
+        compression: crate::policy::Compression::new(&config.compression).map(Arc::new),
         trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
         access_log: config.logging.access_log,
         auth,

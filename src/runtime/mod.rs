@@ -40,6 +40,32 @@ pub struct Route {
     pub keep_headers: KeepHeaders,
     /// Metric handles labelled with this route's pattern and upstream.
     pub metrics: RouteMetrics,
+    /// Rate limit, CORS and header rules.
+    pub edge: RouteEdge,
+}
+
+/// A route's edge policies (issue 17).
+#[derive(Debug, Default)]
+pub struct RouteEdge {
+    pub rate_limit: Option<RouteLimit>,
+    pub cors: Option<crate::policy::Cors>,
+    pub request_headers: crate::policy::HeaderRules,
+    pub response_headers: crate::policy::HeaderRules,
+}
+
+impl RouteEdge {
+    /// Whether responses of the route get anything from these policies.
+    pub fn decorates_responses(&self) -> bool {
+        self.cors.is_some() || !self.response_headers.is_empty()
+    }
+}
+
+/// A route's rate limit: the process-wide limiter and its refusal counter.
+#[derive(Debug)]
+pub struct RouteLimit {
+    pub limiter: Arc<crate::policy::Limiter>,
+    /// `gateway_rate_limited_total{route,policy}`.
+    pub limited: prometheus::IntCounter,
 }
 
 /// The compiled, immutable runtime form of one config file. The proxy
@@ -65,6 +91,8 @@ pub struct RouteTable {
     /// With `tls.acme`: the HTTP-01 answers the plain listener serves at
     /// `/.well-known/acme-challenge/` before routing, auth or redirect.
     pub acme_challenges: Option<Arc<crate::tls::challenge::Challenges>>,
+    /// `compression` when enabled.
+    pub compression: Option<Arc<crate::policy::Compression>>,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: TrustedProxies,
     pub auth: Option<Authenticator>,
