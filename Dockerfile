@@ -44,8 +44,10 @@ COPY --from=build /out/ /
 USER 10001:10001
 EXPOSE 6188 9090
 # The admin listener's liveness answer, without a client binary in the image.
+# GATEWAY_METRICS_PORT: the port of metrics.bind_address, if not 9090.
+ENV GATEWAY_METRICS_PORT=9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9090 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${GATEWAY_METRICS_PORT} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 # SIGTERM: /readyz 503 for server.shutdown_delay_seconds, then drain and exit.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/gateway"]

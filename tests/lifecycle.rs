@@ -220,7 +220,7 @@ fn lines_at(log: &str, level: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_upgrade_logs_no_error_and_pingora_lines_carry_no_file_paths() {
     let up = Upstream::start("app").await;
-    let old = Gateway::start(&body(&up));
+    let mut old = Gateway::start(&body(&up));
     old.wait_metrics_listening();
     // The successor starts first and waits for the sockets (the line
     // Pingora logs as an ERROR each second).
@@ -244,6 +244,15 @@ async fn a_graceful_upgrade_logs_no_error_and_pingora_lines_carry_no_file_paths(
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The old process leaves once idle; the successor took the metrics
+    // listener over with the proxy's.
+    assert!(old.wait_exit(Duration::from_secs(15)).is_some(), "old exits");
+    let r = client()
+        .get(old.metrics_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the successor answers on the metrics port");
     let (old_log, new_log) = (old.log(), new.log());
     for log in [&old_log, &new_log] {
         assert!(lines_at(log, "ERROR").is_empty(), "{log}");
