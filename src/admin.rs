@@ -133,7 +133,6 @@ impl AdminState {
         };
         text(status, "application/json", body.to_string())
     }
-
 }
 
 /// The admin listener's read buffer per connection (and so its longest head).

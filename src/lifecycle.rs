@@ -64,9 +64,9 @@ pub fn check_free(
             std::io::ErrorKind::AddrInUse => format!(
                 "address already in use (another process listens there: stop it or change {field})"
             ),
-            std::io::ErrorKind::PermissionDenied => format!(
-                "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE): {e}"
-            ),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("permission denied (ports below 1024 need CAP_NET_BIND_SERVICE): {e}")
+            }
             _ => e.to_string(),
         })
     })
@@ -225,7 +225,10 @@ mod tests {
         let addr = l.local_addr().unwrap().to_string();
         let e = check_free("proxy listener", "server.bind_address", &addr, false).unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("server.bind_address: cannot listen on "), "{text}");
+        assert!(
+            text.starts_with("server.bind_address: cannot listen on "),
+            "{text}"
+        );
         assert!(text.contains("address already in use"), "{text}");
         assert!(!text.contains('\n'));
         drop(l);

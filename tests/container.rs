@@ -56,8 +56,8 @@ fn debian() -> (String, String) {
         .unwrap_or("bookworm")
         .trim_matches('"')
         .to_string();
-    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
-        .unwrap_or_default();
+    let sources =
+        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
     let mirror = sources
         .lines()
         .find_map(|l| l.strip_prefix("URIs: "))
@@ -87,10 +87,7 @@ fn base_image() -> String {
         "debootstrap: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let script = format!(
-        "tar -C {} -c . | podman import - {image}",
-        root.display()
-    );
+    let script = format!("tar -C {} -c . | podman import - {image}", root.display());
     let ok = Command::new("sh").args(["-c", &script]).status().unwrap();
     assert!(ok.success(), "podman import");
     image

@@ -43,7 +43,12 @@ fn run_to_exit(config: &str) -> (Option<i32>, String, Duration) {
     }
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.map(|s| s.code().unwrap_or(-1)), err, elapsed)
 }
 
@@ -169,7 +174,11 @@ async fn sigterm_starts_a_lame_duck_period_with_readyz_503_while_the_proxy_serve
     );
     gw.wait_listening();
     gw.wait_metrics_listening();
-    let ready = client().get(gw.metrics_url("/readyz")).send().await.unwrap();
+    let ready = client()
+        .get(gw.metrics_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let stopped = Instant::now();
     kill(gw.pid(), "TERM");
@@ -236,7 +245,10 @@ async fn a_graceful_upgrade_logs_no_error_and_pingora_lines_carry_no_file_paths(
     kill(old.pid(), "QUIT");
     let port = old.port;
     assert!(
-        wait_for(Duration::from_secs(20), || new.log().contains("pingora-gateway starting")).is_ok()
+        wait_for(Duration::from_secs(20), || new
+            .log()
+            .contains("pingora-gateway starting"))
+        .is_ok()
     );
     let r = client()
         .get(format!("http://127.0.0.1:{port}/x"))
@@ -246,7 +258,10 @@ async fn a_graceful_upgrade_logs_no_error_and_pingora_lines_carry_no_file_paths(
     assert_eq!(r.status(), 200);
     // The old process leaves once idle; the successor took the metrics
     // listener over with the proxy's.
-    assert!(old.wait_exit(Duration::from_secs(15)).is_some(), "old exits");
+    assert!(
+        old.wait_exit(Duration::from_secs(15)).is_some(),
+        "old exits"
+    );
     let r = client()
         .get(old.metrics_url("/readyz"))
         .send()
@@ -256,7 +271,10 @@ async fn a_graceful_upgrade_logs_no_error_and_pingora_lines_carry_no_file_paths(
     let (old_log, new_log) = (old.log(), new.log());
     for log in [&old_log, &new_log] {
         assert!(lines_at(log, "ERROR").is_empty(), "{log}");
-        assert!(!log.contains(".cargo/registry") && !log.contains("log.file"), "{log}");
+        assert!(
+            !log.contains(".cargo/registry") && !log.contains("log.file"),
+            "{log}"
+        );
     }
     let waiting = new_log
         .lines()
@@ -297,7 +315,10 @@ fn version_names_the_commit_and_pingora() {
         "{line}"
     );
     assert!(line.contains(", pingora 0.9."), "{line}");
-    assert!(!line.contains("commit unknown"), "built in a git checkout: {line}");
+    assert!(
+        !line.contains("commit unknown"),
+        "built in a git checkout: {line}"
+    );
 }
 
 #[test]
@@ -313,7 +334,11 @@ fn completions_for_bash_zsh_and_fish() {
     let (_, bash, _) = gateway(&["completions", "bash"], dir.path());
     let script = dir.path().join("gateway.bash");
     std::fs::write(&script, bash).unwrap();
-    let ok = Command::new("bash").arg("-n").arg(&script).status().unwrap();
+    let ok = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
     assert!(ok.success(), "the bash script parses");
 }
 
@@ -352,11 +377,17 @@ fn systemd_credentials_fill_the_config_variables() {
             None => c.env_remove("CREDENTIALS_DIRECTORY"),
         };
         let out = c.output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (ok, out) = run(None);
     assert!(!ok && out.contains("JWT_SECRET"), "{out}");
     let (ok, out) = run(Some(&creds));
     assert!(ok, "{out}");
-    assert!(!out.contains("warning"), "the 40-byte secret, newline removed: {out}");
+    assert!(
+        !out.contains("warning"),
+        "the 40-byte secret, newline removed: {out}"
+    );
 }

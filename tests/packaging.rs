@@ -45,7 +45,11 @@ fn server_u64(config: &serde_yaml::Value, key: &str, default: u64) -> u64 {
 
 #[test]
 fn the_kubernetes_example_passes_yamllint_and_the_kubernetes_schemas() {
-    tool("yamllint", &["--strict", "examples/kubernetes", ".yamllint.yaml"]).unwrap();
+    tool(
+        "yamllint",
+        &["--strict", "examples/kubernetes", ".yamllint.yaml"],
+    )
+    .unwrap();
     tool(
         "kubernetes-validate",
         &["--strict", "--quiet", "examples/kubernetes/deployment.yaml"],
@@ -60,7 +64,13 @@ fn the_kubernetes_example_passes_yamllint_and_the_kubernetes_schemas() {
             .replace("readOnlyRootFilesystem", "readOnlyRootFilesytem"),
     )
     .unwrap();
-    assert!(tool("kubernetes-validate", &["--strict", "--quiet", bad.to_str().unwrap()]).is_err());
+    assert!(
+        tool(
+            "kubernetes-validate",
+            &["--strict", "--quiet", bad.to_str().unwrap()]
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -102,9 +112,12 @@ fn the_kubernetes_example_runs_hardened_with_stop_timings_that_add_up() {
     );
     // The readiness probe notices the 503 well within the lame duck.
     let probe = &c["readinessProbe"];
-    let notice = probe["periodSeconds"].as_u64().unwrap()
-        * probe["failureThreshold"].as_u64().unwrap_or(3);
-    assert!(notice <= delay, "readiness needs {notice} s to notice, delay {delay} s");
+    let notice =
+        probe["periodSeconds"].as_u64().unwrap() * probe["failureThreshold"].as_u64().unwrap_or(3);
+    assert!(
+        notice <= delay,
+        "readiness needs {notice} s to notice, delay {delay} s"
+    );
     // The pid file and upgrade socket are on the writable /tmp volume.
     assert!(
         config["server"]["pid_file"]
@@ -129,8 +142,7 @@ fn the_systemd_unit_outwaits_the_configured_stop_and_keeps_the_secret_out_of_its
             .unwrap_or_else(|| panic!("unit lacks {key}="))
             .to_string()
     };
-    let config: serde_yaml::Value =
-        serde_yaml::from_str(&read("examples/systemd.yaml")).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&read("examples/systemd.yaml")).unwrap();
     let needed = server_u64(&config, "shutdown_delay_seconds", 0)
         + server_u64(&config, "grace_period_seconds", 5)
         + server_u64(&config, "graceful_shutdown_timeout_seconds", 5);

@@ -14,12 +14,31 @@
 //! | `No incoming socket transfer, sleep 1s and try again` | ERROR | INFO | a graceful-upgrade successor waiting for the old process's sockets |
 //! | `failed to acquire reusable stream` | ERROR | DEBUG | a pooled upstream connection that had closed; a new one is opened |
 //! | `service '…' exited.` | INFO | DEBUG | background services that end by design (or at stop) |
+//! | [`ROUTINE`]: `Starting service: …`, `Bootstrap done`, `Broadcasting graceful shutdown`, … | INFO | DEBUG | a dozen lines per start and stop that say nothing the gateway's own INFO lines do not |
 
 /// The target of bridged Pingora records (also what the secret filter lets
 /// through: it is vetted here).
 pub const TARGET: &str = "pingora";
 /// The target of bridged records of any other crate.
 pub const OTHER_TARGET: &str = "log";
+
+/// Pingora INFO lines (by prefix) written at DEBUG: the steps of every
+/// start and stop. Kept at INFO: signals, listeners shut down, sockets sent
+/// or received on an upgrade, the grace period.
+pub const ROUTINE: &[&str] = &[
+    "Bootstrap starting",
+    "Bootstrap done",
+    "Server starting",
+    "Starting services in dependency order",
+    "Starting service: ",
+    "Service '",
+    "Broadcasting graceful shutdown",
+    "Graceful shutdown started!",
+    "Broadcast graceful shutdown complete",
+    "Waiting for runtimes to exit!",
+    "Waiting for service runtime",
+    "Service runtime ",
+];
 
 /// The `log::Log` installed by [`super::init`].
 pub struct Bridge;
@@ -39,6 +58,7 @@ pub fn relevel(level: log::Level, msg: &str) -> Option<tracing::Level> {
     }
     if msg.starts_with("failed to acquire reusable stream")
         || (msg.starts_with("service '") && msg.ends_with("exited."))
+        || (mapped == L::INFO && ROUTINE.iter().any(|p| msg.starts_with(p)))
     {
         return Some(L::DEBUG);
     }
@@ -126,5 +146,17 @@ mod tests {
             Some(L::ERROR)
         );
         assert_eq!(relevel(log::Level::Debug, "Authorization: x"), None);
+        let info = log::Level::Info;
+        assert_eq!(relevel(info, "Starting service: metrics"), Some(L::DEBUG));
+        assert_eq!(
+            relevel(info, "SIGTERM received, gracefully exiting"),
+            Some(L::INFO)
+        );
+        assert_eq!(relevel(info, "Shutting down 0.0.0.0:6188"), Some(L::INFO));
+        // A routine prefix never hides a warning or an error.
+        assert_eq!(
+            relevel(log::Level::Warn, "Service runtime x did not exit"),
+            Some(L::WARN)
+        );
     }
 }
