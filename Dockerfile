@@ -36,7 +36,8 @@ FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home \
+ && groupadd --system --gid 10001 gateway \
+ && useradd --system --uid 10001 --gid gateway --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
  && install -d -m 0755 /etc/pingora-gateway \
  && install -d -o gateway -g gateway -m 0700 /var/lib/pingora-gateway
