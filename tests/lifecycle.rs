@@ -91,6 +91,33 @@ async fn a_metrics_port_in_use_fails_the_start_in_one_line_at_once() {
 }
 
 #[tokio::test]
+async fn an_https_port_in_use_fails_the_start_in_one_line_at_once() {
+    let up = Upstream::start("app").await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (proxy, metrics) = (reserve_port(), reserve_port());
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "tls:\n  bind_address: \"127.0.0.1:{port}\"\n  certificates:\n    - {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+        cert_file.display(),
+        key_file.display()
+    );
+    let config = Gateway::render(
+        &format!("{}{tls}", body(&up)),
+        proxy.port,
+        metrics.port,
+        dir.path(),
+        1,
+    );
+    assert_one_line_quick_failure(run_to_exit(&config), "tls.bind_address");
+}
+
+#[tokio::test]
 async fn a_second_instance_cannot_share_the_metrics_port() {
     let up = Upstream::start("app").await;
     let first = Gateway::start(&body(&up));
