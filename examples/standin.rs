@@ -96,6 +96,7 @@ Try:
         config,
         daemon: false,
         upgrade: false,
+        version: env!("CARGO_PKG_VERSION"),
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(e)) => {

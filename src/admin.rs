@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -134,51 +133,6 @@ impl AdminState {
         };
         text(status, "application/json", body.to_string())
     }
-
-    /// Serves the admin listener until the task ends. The socket has
-    /// `SO_REUSEPORT`, so a new process can bind it during a graceful upgrade
-    /// while the old one still serves it.
-    ///
-    /// Each request head must arrive within `header_timeout` of the moment
-    /// the connection starts waiting for it (hyper's header read timeout),
-    /// so a connection idle or half-sent that long is closed; a head may
-    /// take at most 16 KiB.
-    pub async fn serve(self: Arc<Self>, addr: SocketAddr, header_timeout: Duration) {
-        let listener = loop {
-            match bind_reuseport(addr) {
-                Ok(l) => break l,
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "cannot bind the metrics listener; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
-        tracing::info!(%addr, "metrics listener up");
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %e, "metrics listener cannot accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let me = self.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(ADMIN_MAX_BUF)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    }
 }
 
 /// The admin listener's read buffer per connection (and so its longest head).
@@ -191,17 +145,6 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     r
-}
-
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    tokio::net::TcpListener::from_std(s.into())
 }
 
 /// Established TCP connections whose local port is `port` (Linux; read at
@@ -230,21 +173,47 @@ fn established_connections(port: u16) -> Option<usize> {
     any.then_some(n)
 }
 
-/// The admin listener as a Pingora background service (it starts after
-/// `--daemon` forks).
-pub struct AdminService {
+/// The admin listener as a Pingora listening application: Pingora binds
+/// it (exclusive unless `server.reuse_port`), stops it with the proxy and
+/// hands it to the successor on a graceful upgrade, so only that successor
+/// ever shares the port.
+///
+/// Each request head must arrive within `header_timeout` of the moment the
+/// connection starts waiting for it (hyper's header read timeout), so a
+/// connection idle or half-sent that long is closed; a head may take at
+/// most 16 KiB.
+pub struct AdminApp {
     pub state: Arc<AdminState>,
-    pub addr: SocketAddr,
     /// `server.request_header_timeout_seconds`: also the idle limit.
     pub header_timeout: Duration,
 }
 
 #[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for AdminService {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+impl pingora_core::apps::ServerApp for AdminApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: pingora_core::protocols::Stream,
+        shutdown: &pingora_core::server::ShutdownWatch,
+    ) -> Option<pingora_core::protocols::Stream> {
+        let me = self.state.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let me = me.clone();
+            async move { Ok::<_, Infallible>(me.handle(req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(ADMIN_MAX_BUF)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let mut conn = std::pin::pin!(conn);
+        let mut shutdown = shutdown.clone();
         tokio::select! {
-            _ = self.state.clone().serve(self.addr, self.header_timeout) => {}
-            _ = shutdown.changed() => {}
+            _ = conn.as_mut() => {}
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
+        None
     }
 }

@@ -1,4 +1,4 @@
-//! Command line: `run` (also the default), `validate`, `schema`.
+//! Command line: `run` (also the default), `validate`, `schema`, `completions`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,13 +37,46 @@ pub enum Command {
     },
     /// Print the JSON schema of the config file.
     Schema,
+    /// Print a shell completion script, e.g.
+    /// `gateway completions bash > /etc/bash_completion.d/gateway`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where a bare `gateway` (no `--config`) looks for its config, in order.
+pub const DEFAULT_CONFIGS: [&str; 2] = ["config/default.yaml", "/etc/pingora-gateway/gateway.yaml"];
+
+impl RunArgs {
+    /// The config file: `--config`, else the first of [`DEFAULT_CONFIGS`]
+    /// that exists. The error says where it looked and how to pass one.
+    pub fn config_file(&self) -> Result<PathBuf, String> {
+        if let Some(c) = &self.config {
+            return Ok(c.clone());
+        }
+        DEFAULT_CONFIGS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                let cwd = std::env::current_dir()
+                    .map(|d| format!(" (relative to {})", d.display()))
+                    .unwrap_or_default();
+                format!(
+                    "no config file: looked for {}{cwd}; pass one with `gateway run --config FILE` (`gateway --help` for more)",
+                    DEFAULT_CONFIGS.join(" and ")
+                )
+            })
+    }
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
-    /// Config file.
-    #[arg(short, long, default_value = "config/default.yaml")]
-    pub config: PathBuf,
+    /// Config file. Default: `config/default.yaml`, else
+    /// `/etc/pingora-gateway/gateway.yaml`, whichever exists.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
     /// Run in the background and write the pid file (`server.pid_file`).
     #[arg(short, long)]
     pub daemon: bool,

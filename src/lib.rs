@@ -12,7 +12,7 @@
 //! `tests/architecture.rs`; drawn in the README's "Architecture" section):
 //! `host` `routing` ← `forwarding` ← `config` ← components (`auth`
 //! `downstream` `health` `logging` `policy` `tls` ← `idle` `metrics` `upstream`) ←
-//! `runtime` ← `proxy` `reload` ← `admin` ← `server` `validate` `cli`.
+//! `runtime` ← `proxy` `reload` ← `admin` `lifecycle` ← `server` `validate` `cli`.
 
 pub mod admin;
 pub mod auth;
@@ -23,6 +23,7 @@ pub mod forwarding;
 pub mod health;
 pub mod host;
 pub mod idle;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

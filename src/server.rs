@@ -2,11 +2,12 @@
 //! to a Pingora `Server`, which owns listeners, workers, daemonizing,
 //! graceful upgrade (SIGQUIT + `--upgrade`) and graceful shutdown (SIGTERM).
 
-use crate::admin::{AdminService, AdminState};
+use crate::admin::{AdminApp, AdminState};
 use crate::auth::JwksRefresher;
 use crate::config::{ConfigErrors, FileConfig};
 use crate::downstream::{ConnLimits, SummaryService};
 use crate::idle::{HeadLimits, ParkIdle};
+use crate::lifecycle::{self, PortError, Signals, StopWhenIdle};
 use crate::logging;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadService, Reloader};
@@ -18,7 +19,7 @@ use arc_swap::ArcSwap;
 use pingora_core::listeners::{ListenerConfig, TcpSocketOptions};
 use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::{ExecutionPhase, Server};
+use pingora_core::server::{ExecutionPhase, RunArgs, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use pingora_load_balancing::HealthCheckService;
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub config: PathBuf,
     pub daemon: bool,
     pub upgrade: bool,
+    /// What `gateway --version` prints (logged at start).
+    pub version: &'static str,
 }
 
 /// Why the gateway could not start.
@@ -40,6 +43,8 @@ pub struct RunOptions {
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
+    #[error("{0}")]
+    Port(#[from] PortError),
     #[error("cannot start the server: {0}")]
     Server(String),
 }
@@ -57,6 +62,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    // A successor receives its listeners over the upgrade socket.
+    if !opts.upgrade {
+        check_ports(&config)?;
+    }
+    lifecycle::exit_on_listener_panic();
 
     let mut server = Server::new_with_opt_and_conf(
         Opt {
@@ -137,6 +147,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         );
     }
     server.add_service(proxy);
+    server.add_service(background_service(
+        "stop when idle",
+        StopWhenIdle {
+            limits: limits.clone(),
+        },
+    ));
     if let Some(acme) = config.tls.as_ref().and_then(|t| t.acme.as_ref()) {
         // Serves a stored certificate now; orders in the background.
         let counters = OrderCounters {
@@ -185,7 +201,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         log,
     ));
     if config.metrics.enabled {
-        let addr = config.metrics.bind_address.parse().expect("checked");
+        let addr = config.metrics.bind_address.as_str();
         let proxy_port = config
             .server
             .bind_address
@@ -206,14 +222,16 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             metrics_path: config.metrics.path.clone(),
             certs: config.tls.is_some().then(|| certs.store().clone()),
         });
-        server.add_service(background_service(
-            "metrics",
-            AdminService {
+        let mut admin = Service::new(
+            "metrics".to_string(),
+            AdminApp {
                 state,
-                addr,
                 header_timeout: head_limits.timeout,
             },
-        ));
+        );
+        admin.threads = Some(1);
+        admin.add_listener(ListenerConfig::tcp(addr).tcp_socket_options(sock));
+        server.add_service(admin);
     }
     server.add_service(background_service(
         "config reload",
@@ -224,6 +242,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     ));
 
     tracing::info!(
+        version = opts.version,
         config = %opts.config.display(),
         listen = %config.server.bind_address,
         https = config.tls.as_ref().map(|t| t.bind_address.as_str()),
@@ -233,7 +252,30 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         upstreams = config.upstreams.len(),
         "pingora-gateway starting"
     );
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            draining,
+            delay: Duration::from_secs(config.server.shutdown_delay_seconds),
+        }),
+    });
+    crate::logging::flush();
+    std::process::exit(0)
+}
+
+/// Every address this process will listen on is free (see
+/// [`lifecycle::check_free`]).
+fn check_ports(config: &FileConfig) -> Result<(), PortError> {
+    let reuse = config.server.reuse_port;
+    let s = &config.server.bind_address;
+    lifecycle::check_free("proxy listener", "server.bind_address", s, reuse)?;
+    if let Some(t) = &config.tls {
+        lifecycle::check_free("HTTPS listener", "tls.bind_address", &t.bind_address, reuse)?;
+    }
+    if config.metrics.enabled {
+        let m = &config.metrics.bind_address;
+        lifecycle::check_free("metrics listener", "metrics.bind_address", m, reuse)?;
+    }
+    Ok(())
 }
 
 /// Turns `flag` true once this process starts handing over to a new one

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     // process-wide state it borrows.
     &["runtime"],
     &["proxy", "reload"],
-    &["admin"],
+    &["admin", "lifecycle"],
     // Composition root and entry points.
     &["cli", "server", "validate"],
 ];

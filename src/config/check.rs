@@ -79,6 +79,7 @@ fn check_server(s: &ServerConfig, m: &MetricsConfig, r: &mut Reporter) -> Option
         upgrade_sock,
         grace_period_seconds: _,
         graceful_shutdown_timeout_seconds: _,
+        shutdown_delay_seconds: _,
         reuse_port: _,
         trusted_proxies,
         max_body_bytes: _,

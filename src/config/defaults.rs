@@ -14,6 +14,7 @@ impl Default for ServerConfig {
             upgrade_sock: default_upgrade_sock(),
             grace_period_seconds: default_grace_period(),
             graceful_shutdown_timeout_seconds: default_shutdown_timeout(),
+            shutdown_delay_seconds: 0,
             reuse_port: false,
             trusted_proxies: Vec::new(),
             max_body_bytes: default_max_body(),

@@ -77,6 +77,11 @@ pub struct ServerConfig {
     #[serde(default = "default_grace_period")]
     #[schemars(range(max = 3600))]
     pub grace_period_seconds: u64,
+    /// Lame-duck seconds on SIGTERM: `/readyz` answers 503 at once while the
+    /// proxy keeps serving this long, then the grace period starts. Default: 0.
+    #[serde(default)]
+    #[schemars(range(max = 3600))]
+    pub shutdown_delay_seconds: u64,
     /// Seconds allowed for services to shut down once the grace period ended. Default: 5.
     #[serde(default = "default_shutdown_timeout")]
     #[schemars(range(max = 3600))]

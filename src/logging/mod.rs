@@ -1,7 +1,8 @@
 //! Logging through `tracing`: JSON or text lines on stderr, level from the
 //! config (changeable at run time, see [`LogHandle`]) unless `RUST_LOG` is set.
-//! Pingora's own `log` records are bridged in, at most at INFO whatever the
-//! level: its DEBUG and TRACE lines dump request heads, tokens included.
+//! Pingora's own `log` records are bridged in by [`pingora`], at most at INFO
+//! whatever the level (its DEBUG and TRACE lines dump request heads, tokens
+//! included), with levels that follow one rule: ERROR means an operator must act.
 //!
 //! Lines are handed to a flusher thread through a lock-free queue without
 //! waking it; every [`FLUSH_EVERY`] it writes everything queued in one
@@ -22,8 +23,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
+
+pub mod pingora;
 
 /// The format the subscriber was installed with (for [`AccessLine`]).
 static TEXT_FORMAT: AtomicBool = AtomicBool::new(false);
@@ -40,6 +42,7 @@ impl LogHandle {
         if let Some(h) = &self.handle
             && let Ok(f) = EnvFilter::try_new(level)
         {
+            set_log_max_level(&f);
             let _ = h.reload(f);
         }
     }
@@ -54,27 +57,31 @@ pub fn init(cfg: &LoggingConfig) -> LogHandle {
         Some(v) => EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new(cfg.level.as_str())),
         None => EnvFilter::new(cfg.level.as_str()),
     };
+    set_log_max_level(&filter);
     let (filter, handle) = reload::Layer::new(filter);
     let result = match cfg.format {
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::filter::filter_fn(secret_free))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_writer(writer),
-            )
-            .try_init(),
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::filter::filter_fn(secret_free))
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
-            .try_init(),
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(tracing_subscriber::filter::filter_fn(secret_free))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_writer(writer),
+                ),
+        ),
+        LogFormat::Text => tracing::subscriber::set_global_default(
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(tracing_subscriber::filter::filter_fn(secret_free))
+                .with(tracing_subscriber::fmt::layer().with_writer(writer)),
+        ),
     };
     if result.is_ok() {
         TEXT_FORMAT.store(cfg.format == LogFormat::Text, Ordering::Relaxed);
+        let _ = log::set_logger(&pingora::Bridge);
     }
     LogHandle {
         handle: (result.is_ok() && from_env.is_none()).then_some(handle),
@@ -91,7 +98,21 @@ fn secret_free(meta: &tracing::Metadata<'_>) -> bool {
     let t = meta.target();
     *meta.level() <= tracing::Level::INFO
         || !t.starts_with("pingora")
+        || t == pingora::TARGET
         || t.starts_with("pingora_gateway")
+}
+
+/// `log` records above INFO are skipped before they are formatted unless
+/// the filter wants them (Pingora's are dropped by the bridge anyway).
+fn set_log_max_level(filter: &EnvFilter) {
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|l| l > tracing::level_filters::LevelFilter::INFO);
+    log::set_max_level(if verbose {
+        log::LevelFilter::Trace
+    } else {
+        log::LevelFilter::Info
+    });
 }
 
 /// How often queued log lines are written out.
@@ -106,6 +127,23 @@ static QUEUE: arc_swap::ArcSwapOption<Queue> = arc_swap::ArcSwapOption::const_em
 struct Queue {
     tx: std::sync::mpsc::Sender<Vec<u8>>,
     pending: std::sync::atomic::AtomicUsize,
+    /// Flush rounds done (see [`flush`]).
+    rounds: std::sync::atomic::AtomicU64,
+}
+
+/// Waits (at most a few rounds) until what was queued before the call is
+/// written: for a process about to exit.
+pub fn flush() {
+    let guard = QUEUE.load();
+    let Some(q) = guard.as_ref() else {
+        return;
+    };
+    let start = q.rounds.load(Ordering::Acquire);
+    let deadline = std::time::Instant::now() + 10 * FLUSH_EVERY;
+    // Two rounds: the one running now may have started before our lines.
+    while q.rounds.load(Ordering::Acquire) < start + 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(FLUSH_EVERY / 5);
+    }
 }
 
 /// Starts the flusher thread. Call it where the process will live: after
@@ -115,6 +153,7 @@ pub fn start_flusher() {
     let queue = std::sync::Arc::new(Queue {
         tx,
         pending: std::sync::atomic::AtomicUsize::new(0),
+        rounds: std::sync::atomic::AtomicU64::new(0),
     });
     let q = queue.clone();
     let spawned = std::thread::Builder::new()
@@ -135,6 +174,7 @@ pub fn start_flusher() {
                     let _ = err.flush();
                     batch.clear();
                 }
+                q.rounds.fetch_add(1, Ordering::Release);
             }
         });
     if spawned.is_ok() {
@@ -188,8 +228,11 @@ pub struct FlusherService;
 
 #[async_trait::async_trait]
 impl pingora_core::services::background::BackgroundService for FlusherService {
-    async fn start(&self, _shutdown: pingora_core::server::ShutdownWatch) {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         start_flusher();
+        // Lives as long as the server: a service that returns is logged as
+        // "exited", which reads like a failure.
+        let _ = shutdown.changed().await;
     }
 }
 
