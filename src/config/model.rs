@@ -362,8 +362,10 @@ pub struct AuthConfig {
     /// Expected `iss` claim; not checked when unset.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// Expected `aud` claim (one of); not checked when unset.
-    #[serde(default)]
+    /// Expected `aud` claim: one string, or a list (any of them); not
+    /// checked when unset.
+    #[serde(default, deserialize_with = "super::one_or_many::deserialize")]
+    #[schemars(with = "Option<super::one_or_many::OneOrMany>")]
     pub audience: Option<Vec<String>>,
     /// URL of the JWKS (`http://…`) with the keys of RS256, PS256, ES256 and
     /// EdDSA tokens. Default: discovered from `oauth_service_url`.
