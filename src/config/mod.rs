@@ -467,6 +467,42 @@ mod tests {
     }
 
     #[test]
+    fn schema_and_semantic_errors_come_together() {
+        let text = DEFAULT
+            .replace("worker_threads: 4", "worker_threads: \"four\"")
+            .replace("upstream: \"kline-service\"", "upstream: \"kline\"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("server.worker_threads"), "{errs:?}");
+        assert!(errs[1].contains("unknown upstream \"kline\""), "{errs:?}");
+    }
+
+    #[test]
+    fn nothing_is_concluded_from_a_placeholder() {
+        let text = DEFAULT.replace("\"your-jwt-secret\"", "\"${JWT_SECRET}\"");
+        let ok = load_bytes("t.yaml", text.as_bytes(), &|_| None, true).unwrap();
+        assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+        // The same bytes, the same hash, whatever the environment.
+        assert_eq!(ok.hash, ConfigHash::of(text.as_bytes()));
+    }
+
+    #[test]
+    fn audience_is_a_string_or_a_list() {
+        let with = |aud: &str| {
+            let text = DEFAULT.replace(
+                "  jwt_secret: \"your-jwt-secret\"",
+                &format!("  jwt_secret: \"your-jwt-secret\"\n  audience: {aud}"),
+            );
+            load(&text).unwrap().config.auth.audience
+        };
+        assert_eq!(with("api"), Some(vec!["api".to_string()]));
+        assert_eq!(
+            with("[api, admin]"),
+            Some(vec!["api".to_string(), "admin".to_string()])
+        );
+    }
+
+    #[test]
     fn unset_variable_is_named() {
         let text = DEFAULT.replace("\"your-jwt-secret\"", "\"${JWT_SECRET}\"");
         let errs = errors(&text);

@@ -18,7 +18,8 @@ use super::defaults::*;
 #[schemars(title = "pingora-gateway configuration")]
 pub struct FileConfig {
     /// Process-level settings: listener, workers, upgrade and shutdown.
-    /// Changes here need a restart or a graceful upgrade (`systemctl reload`).
+    /// Changes here need a restart or a graceful upgrade (`systemctl reload`
+    /// under systemd), except `trusted_proxies` and `max_body_bytes`.
     #[serde(default)]
     pub server: ServerConfig,
     /// Named groups of upstream servers; requests are balanced round robin
