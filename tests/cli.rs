@@ -122,7 +122,9 @@ const BROKEN: &[(&str, &[&str])] = &[
     ("empty.yaml", &["1:1: (document): file is empty"]),
     (
         "tab.yaml",
-        &["2:1: (document): invalid YAML: a tab in the indentation (YAML indents with spaces only)"],
+        &[
+            "2:1: (document): invalid YAML: a tab in the indentation (YAML indents with spaces only)",
+        ],
     ),
     (
         // Schema and semantic problems together, in one run.

@@ -34,7 +34,11 @@ fn listening_ports(pid: u32) -> Vec<u16> {
         .unwrap_or_default();
     let mut ports = vec![];
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
             let f: Vec<&str> = line.split_whitespace().collect();
             // local_address, state 0A = LISTEN, inode.
             if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
@@ -68,7 +72,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)
@@ -126,7 +133,10 @@ fn dashboard() -> Value {
 #[test]
 fn the_dashboard_provisions_from_a_file() {
     let d = dashboard();
-    assert!(d.get("__inputs").is_none(), "`__inputs` only works through the import UI");
+    assert!(
+        d.get("__inputs").is_none(),
+        "`__inputs` only works through the import UI"
+    );
     let vars: Vec<&str> = d["templating"]["list"]
         .as_array()
         .unwrap()
@@ -153,8 +163,24 @@ async fn every_panel_query_returns_series_from_a_real_prometheus() {
     let gw = Gateway::start(&config(&app));
     gw.wait_metrics_listening();
     let traffic = || async {
-        assert_eq!(client().get(gw.url("/pub/a")).send().await.unwrap().status(), 200);
-        assert_eq!(client().get(gw.url("/priv/a")).send().await.unwrap().status(), 401);
+        assert_eq!(
+            client()
+                .get(gw.url("/pub/a"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            client()
+                .get(gw.url("/priv/a"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
     };
     traffic().await;
 
@@ -207,7 +233,11 @@ async fn every_panel_query_returns_series_from_a_real_prometheus() {
                 .query(&expr)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {expr}: {e}", p["title"]));
-            assert!(!result.is_empty(), "{}: {expr} returned no series", p["title"]);
+            assert!(
+                !result.is_empty(),
+                "{}: {expr} returned no series",
+                p["title"]
+            );
             checked += 1;
         }
     }

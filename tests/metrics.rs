@@ -240,7 +240,11 @@ async fn counters_histograms_and_labels_after_a_mix_of_traffic() {
         )
     };
     assert!(transitions("dead", &dead_server) >= 1.0);
-    assert_eq!(transitions("app", &app.addr.to_string()), 0.0, "healthy all along");
+    assert_eq!(
+        transitions("app", &app.addr.to_string()),
+        0.0,
+        "healthy all along"
+    );
 
     // A keep-alive client connection shows up.
     let _held = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();

@@ -36,14 +36,19 @@ async fn info_hash(gw: &Gateway) -> String {
 async fn reloads(gw: &Gateway, result: &str) -> f64 {
     scrape(gw)
         .await
-        .get(&format!("gateway_config_reloads_total{{result=\"{result}\"}}"))
+        .get(&format!(
+            "gateway_config_reloads_total{{result=\"{result}\"}}"
+        ))
         .copied()
         .unwrap_or(0.0)
 }
 
 async fn wait_reloads(gw: &Gateway, result: &str, n: f64) {
     assert!(
-        eventually(Duration::from_secs(5), || async { reloads(gw, result).await == n }).await,
+        eventually(Duration::from_secs(5), || async {
+            reloads(gw, result).await == n
+        })
+        .await,
         "reloads {{result={result}}} never reached {n}; log:\n{}",
         gw.log()
     );
@@ -68,7 +73,10 @@ async fn the_config_hash_is_what_sha256sum_prints() {
     wait_reloads(&gw, "success", 1.0).await;
     assert_eq!(info_hash(&gw).await, sha256sum(&gw.config_path));
     let log = gw.wait_log("config reloaded");
-    assert!(log.contains(&sha256sum(&gw.config_path)), "the INFO line names the hash: {log}");
+    assert!(
+        log.contains(&sha256sum(&gw.config_path)),
+        "the INFO line names the hash: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,13 +83,24 @@ fn json_format_lists_every_problem_of_every_file() {
     };
     let d = find("routes[0].upstream", "error");
     assert_eq!(d["file"], "tests/fixtures/invalid/everything_at_once.yaml");
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(7), Some(31)));
-    assert!(d["message"].as_str().unwrap().starts_with("unknown upstream \"nope\""));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(7), Some(31))
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown upstream \"nope\"")
+    );
     find("server.worker_threads", "error");
     find("server.bind_adress", "error");
     find("routes[2]", "error");
     let w = find("auth.jwt_secret", "warning");
-    assert_eq!((w["line"].as_u64(), w["column"].as_u64()), (Some(11), Some(15)));
+    assert_eq!(
+        (w["line"].as_u64(), w["column"].as_u64()),
+        (Some(11), Some(15))
+    );
     let w = list
         .iter()
         .find(|d| d["file"] == "config/default.yaml")
@@ -106,8 +117,16 @@ fn unset_variables_are_placeholders_with_allow_missing_env() {
     let (code, out) = gateway(&["validate", file], "", &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("3:20: upstreams.app.servers[0]: environment variable GATEWAY_TEST_UNSET_HOST is not set"), "{out}");
-    assert!(out.contains("7:15: auth.jwt_secret: environment variable GATEWAY_TEST_UNSET_SECRET is not set"), "{out}");
-    assert!(!out.contains("HS256"), "nothing concluded from an unset variable: {out}");
+    assert!(
+        out.contains(
+            "7:15: auth.jwt_secret: environment variable GATEWAY_TEST_UNSET_SECRET is not set"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("HS256"),
+        "nothing concluded from an unset variable: {out}"
+    );
 
     // With it: valid, and no warning computed from a placeholder (the
     // literal `${GATEWAY_TEST_UNSET_SECRET}` is 28 bytes: no "secret is 28 bytes").
@@ -122,13 +141,19 @@ fn unset_variables_are_placeholders_with_allow_missing_env() {
         &[("GATEWAY_TEST_UNSET_SECRET", "short")],
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("7:15: auth.jwt_secret: warning: HS256 secret is 5 bytes"), "{out}");
+    assert!(
+        out.contains("7:15: auth.jwt_secret: warning: HS256 secret is 5 bytes"),
+        "{out}"
+    );
 
     // Other problems are still found next to placeholders.
     let broken = read(file).replace("upstream: app", "upstream: ap");
     let (code, out) = gateway(&["validate", "--allow-missing-env", "-"], &broken, &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("routes[0].upstream: unknown upstream \"ap\""), "{out}");
+    assert!(
+        out.contains("routes[0].upstream: unknown upstream \"ap\""),
+        "{out}"
+    );
     let errors = out.lines().filter(|l| !l.contains(": warning: ")).count();
     assert_eq!(errors, 1, "{out}");
 }

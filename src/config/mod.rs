@@ -8,9 +8,9 @@ mod check_acme;
 mod check_tls;
 pub mod diag;
 mod hash;
+pub mod model;
 mod one_or_many;
 mod repair;
-pub mod model;
 pub mod source;
 pub mod tls;
 
@@ -260,8 +260,7 @@ pub fn load_bytes(
             if let Some(pos) = source::tab_in_indentation(text) {
                 r.error_at(
                     pos,
-                    "invalid YAML: a tab in the indentation (YAML indents with spaces only)"
-                        .into(),
+                    "invalid YAML: a tab in the indentation (YAML indents with spaces only)".into(),
                 );
                 return Err(r.into_errors());
             }

@@ -202,7 +202,9 @@ pub fn interpolate(
                 };
             }
             Err(Failure::Unset(_)) if allow_missing => out.placeholders.push(pointer.clone()),
-            Err(Failure::Unset(msg) | Failure::Invalid(msg)) => out.errors.push((pointer.clone(), msg)),
+            Err(Failure::Unset(msg) | Failure::Invalid(msg)) => {
+                out.errors.push((pointer.clone(), msg))
+            }
         },
         serde_yaml::Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {

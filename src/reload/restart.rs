@@ -16,7 +16,13 @@ use serde_json::Value;
 pub const PROCESS_SECTIONS: &[&str] = &["server", "metrics", "logging", "tls"];
 
 /// Top-level sections a reload applies whole.
-pub const LIVE_SECTIONS: &[&str] = &["upstreams", "routes", "health_check", "auth", "response_headers"];
+pub const LIVE_SECTIONS: &[&str] = &[
+    "upstreams",
+    "routes",
+    "health_check",
+    "auth",
+    "response_headers",
+];
 
 /// Fields of [`PROCESS_SECTIONS`] a reload applies.
 pub const LIVE: &[&str] = &[
@@ -64,7 +70,11 @@ pub const NEEDS_RESTART: &[&str] = &[
 pub fn pending(started: &FileConfig, new: &FileConfig) -> Vec<(String, Value)> {
     let (old, new) = (as_value(started), as_value(new));
     let mut out = vec![];
-    let sections = old.as_object().into_iter().chain(new.as_object()).flat_map(|o| o.keys());
+    let sections = old
+        .as_object()
+        .into_iter()
+        .chain(new.as_object())
+        .flat_map(|o| o.keys());
     let mut sections: Vec<&String> = sections.collect();
     sections.sort();
     sections.dedup();
@@ -123,7 +133,12 @@ mod tests {
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
         for key in ["anyOf", "oneOf", "allOf"] {
-            for sub in node.get(key).and_then(Value::as_array).into_iter().flatten() {
+            for sub in node
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 out.extend(fields(schema, sub));
             }
         }
@@ -190,8 +205,12 @@ mod tests {
             ]
         );
         let mut with_tls = old.clone();
-        with_tls.tls = Some(serde_json::from_value(serde_json::json!({"certificates": []})).unwrap());
-        let names: Vec<String> = pending(&old, &with_tls).into_iter().map(|(f, _)| f).collect();
+        with_tls.tls =
+            Some(serde_json::from_value(serde_json::json!({"certificates": []})).unwrap());
+        let names: Vec<String> = pending(&old, &with_tls)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
         assert_eq!(names, ["tls"]);
     }
 }
