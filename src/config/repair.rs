@@ -89,3 +89,33 @@ pub(super) fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    const DEFAULT: &str = include_str!("../../config/default.yaml");
+
+    /// Every value of the seed config replaced, one at a time, by values of
+    /// the wrong shape (or null): never a panic, never an endless repair.
+    #[test]
+    fn any_value_of_the_wrong_shape_is_an_error_not_a_panic() {
+        for (i, line) in DEFAULT.lines().enumerate() {
+            let Some((key, _)) = line.split_once(": ") else {
+                continue;
+            };
+            for bad in ["[1, {a: b}]", "{x: [y]}", "-1e400", "\"\"", "~"] {
+                let text: Vec<String> = DEFAULT
+                    .lines()
+                    .enumerate()
+                    .map(|(j, l)| {
+                        if i == j {
+                            format!("{key}: {bad}")
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect();
+                let _ = super::super::load_str("t.yaml", &text.join("\n"), &|_| None);
+            }
+        }
+    }
+}
