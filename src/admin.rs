@@ -72,7 +72,7 @@ impl AdminState {
             reloads_failed: r.failed.load(Ordering::Relaxed),
             last_reload_ok: r.last_successful.load(Ordering::Relaxed),
             last_success_timestamp: r.last_success_timestamp.load(Ordering::Relaxed),
-            config_hash: format!("{:016x}", r.config_hash.load(Ordering::Relaxed)),
+            config_hash: r.config_hash.load(Ordering::Relaxed).to_string(),
             downstream_connections: established_connections(self.proxy_port)
                 .map(|n| n + self.tls_port.and_then(established_connections).unwrap_or(0)),
             certificates: self.certs.as_ref().map_or_else(Vec::new, |c| {
@@ -104,7 +104,7 @@ impl AdminState {
         let table = self.table.load();
         let body = serde_json::json!({
             "status": if draining { "draining" } else { "ready" },
-            "config_hash": format!("{:016x}", table.hash),
+            "config_hash": table.hash.to_string(),
             "routes": table.routes.len(),
             "upstreams": upstreams,
         });

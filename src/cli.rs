@@ -26,15 +26,7 @@ pub enum Command {
     /// Check config files exactly as a start or a reload would; exit 0 when
     /// all are valid, 1 otherwise. One line per problem:
     /// FILE:LINE:COLUMN: field.path: message.
-    Validate {
-        /// Files to check.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Do not look up server names (a start does): for CI pipelines that
-        /// cannot reach the production DNS.
-        #[arg(long)]
-        no_resolve: bool,
-    },
+    Validate(ValidateArgs),
     /// Print the JSON schema of the config file.
     Schema,
     /// Print a shell completion script, e.g.
@@ -83,4 +75,30 @@ pub struct RunArgs {
     /// Take the listening sockets over from a running gateway (graceful upgrade).
     #[arg(short, long)]
     pub upgrade: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ValidateArgs {
+    /// Files to check; `-` reads standard input.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Do not look up server names (a start does): for CI pipelines that
+    /// cannot reach the production DNS.
+    #[arg(long)]
+    pub no_resolve: bool,
+    /// Unset `${VAR}` become placeholders instead of errors (pipelines
+    /// without the secrets); nothing is checked or warned from them.
+    #[arg(long)]
+    pub allow_missing_env: bool,
+    /// `text` (one line per problem) or `json` (an array of {file, line,
+    /// column, path, severity, message}, for editors and CI annotations).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// `gateway validate --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }

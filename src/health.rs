@@ -125,11 +125,15 @@ pub struct ServerHealth {
     pub healthy: bool,
 }
 
+/// Told `(upstream, server)` at each transition (the metrics counter).
+type OnTransition = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     specs: Mutex<HashMap<SocketAddr, Arc<Spec>>>,
     states: Mutex<HashMap<SocketAddr, ServerState>>,
     transitions: AtomicU64,
+    on_transition: std::sync::OnceLock<OnTransition>,
 }
 
 /// The process-wide health checker (cheap to clone; clones share state).
@@ -162,6 +166,12 @@ impl Checker {
         if spec.enabled {
             self.record(addr, &spec, Err(format!("{why} (passive)")));
         }
+    }
+
+    /// Calls `f(upstream, server)` at every transition from now on (set
+    /// once, by the composition of the process-wide state).
+    pub fn on_transition(&self, f: impl Fn(&str, &str) + Send + Sync + 'static) {
+        let _ = self.0.on_transition.set(Box::new(f));
     }
 
     /// Health transitions since start (up and down).
@@ -208,6 +218,9 @@ impl Checker {
             s.up.store(ok, Ordering::Relaxed);
             s.streak = 0;
             self.0.transitions.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = self.0.on_transition.get() {
+                f(&spec.upstream, &spec.server);
+            }
             match result {
                 Ok(()) => {
                     tracing::info!(upstream = %spec.upstream, server = %spec.server, "server is healthy again: back in rotation")

@@ -1,7 +1,7 @@
 //! `gateway`: parse the command line and dispatch; no logic here.
 
 use clap::{CommandFactory, FromArgMatches};
-use pingora_gateway::cli::{Cli, Command, RunArgs};
+use pingora_gateway::cli::{Cli, Command, OutputFormat, RunArgs, ValidateArgs};
 use pingora_gateway::server::{RunOptions, StartError};
 use std::process::ExitCode;
 
@@ -35,17 +35,7 @@ fn main() -> ExitCode {
             print!("{}", pingora_gateway::config::schema_string());
             ExitCode::SUCCESS
         }
-        Some(Command::Validate { files, no_resolve }) => {
-            if pingora_gateway::validate::validate_files(
-                &files,
-                !no_resolve,
-                &mut std::io::stdout(),
-            ) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Some(Command::Validate(args)) => validate(args),
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command().version(VERSION);
             clap_complete::generate(shell, &mut cmd, "gateway", &mut std::io::stdout());
@@ -53,6 +43,29 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
+    }
+}
+
+fn validate(args: ValidateArgs) -> ExitCode {
+    use pingora_gateway::validate::{Format, Options, validate_files};
+    let ValidateArgs {
+        files,
+        no_resolve,
+        allow_missing_env,
+        format,
+    } = args;
+    let opts = Options {
+        resolve_names: !no_resolve,
+        allow_missing_env,
+        format: match format {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+        },
+    };
+    if validate_files(&files, &opts, &mut std::io::stdout()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -10,6 +10,9 @@
 //! occurrence: an authentication rejection ([`Metrics::auth_rejection`]) and
 //! an aborted upstream response.
 
+#[cfg(target_os = "linux")]
+mod process;
+
 use arc_swap::ArcSwap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -64,7 +67,7 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     downstream_connections: IntGauge,
     server_healthy: IntGaugeVec,
-    health_transitions: IntCounter,
+    health_transitions: IntCounterVec,
     auth_rejections: IntCounterVec,
     reloads: IntCounterVec,
     last_reload_ok: IntGauge,
@@ -196,8 +199,7 @@ impl Metrics {
         );
         #[cfg(target_os = "linux")]
         {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = registry.register(Box::new(pc));
+            let _ = registry.register(Box::new(process::ProcessMetrics::new()));
         }
         let m = Metrics {
             in_flight: gauge(REQUESTS_IN_FLIGHT, "Requests being processed."),
@@ -210,14 +212,11 @@ impl Metrics {
                 "1 if the server is in rotation, 0 if health checks took it out.",
                 &["upstream", "server"],
             ),
-            health_transitions: {
-                let c = IntCounter::new(HEALTH_TRANSITIONS, "Servers going in or out of rotation.")
-                    .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                c
-            },
+            health_transitions: counter_vec(
+                HEALTH_TRANSITIONS,
+                "Servers going in or out of rotation, by upstream and server.",
+                &["upstream", "server"],
+            ),
             reloads: counter_vec(
                 CONFIG_RELOADS,
                 "Config reloads, by result (success, failure).",
@@ -283,6 +282,14 @@ impl Metrics {
         )
     }
 
+    /// Counts a server going in or out of rotation (told by the health
+    /// checker at the transition).
+    pub fn health_transition(&self, upstream: &str, server: &str) {
+        self.health_transitions
+            .with_label_values(&[upstream, server])
+            .inc();
+    }
+
     /// Counts a request refused by authentication.
     pub fn auth_rejection(&self, route: &str, reason: &str) {
         self.auth_rejections
@@ -299,9 +306,11 @@ impl Metrics {
                 .with_label_values(&[upstream, server])
                 .set(i64::from(*healthy));
         }
-        let t = s.health_transitions;
-        self.health_transitions
-            .inc_by(t.saturating_sub(self.health_transitions.get()));
+        // Every checked server has a transitions series, 0 until it flips.
+        for (upstream, server, _) in &s.servers {
+            self.health_transitions
+                .with_label_values(&[upstream, server]);
+        }
         let sync = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
         sync(
             &self.reloads.with_label_values(&["success"]),
@@ -341,6 +350,8 @@ impl Metrics {
 pub struct Scrape {
     /// `(upstream, server, healthy)` for every checked server.
     pub servers: Vec<(String, String, bool)>,
+    /// Transitions of all servers (the exported counter, by upstream and
+    /// server, is counted at each transition: [`Metrics::health_transition`]).
     pub health_transitions: u64,
     pub reloads_succeeded: u64,
     pub reloads_failed: u64,

@@ -4,10 +4,12 @@
 //!  notify (watches the file's directory) ─┐
 //!  poll (content hash every few seconds) ─┼─► debounce ─► Reloader::reload
 //!  SIGHUP ────────────────────────────────┘                │
-//!        read file ─► same bytes as in force? ─► no-op      │
-//!        runtime::prepare (the `gateway validate` function)
-//!            ├─ errors ─► one ERROR line each; the running table keeps serving
-//!            └─ ok ─► one ArcSwap store of the whole new RouteTable; INFO summary
+//!        read file once ─► SHA-256 of those bytes               │
+//!            ├─ the bytes in force ─► no-op (after a failure: "config restored")
+//!            ├─ the bytes that last failed ─► no-op (reported once)
+//!            └─ runtime::prepare_bytes of the same bytes (what `gateway validate` runs)
+//!                ├─ errors ─► one ERROR line each; the running table keeps serving
+//!                └─ ok ─► one ArcSwap store of the whole new RouteTable; INFO summary
 //! ```
 //!
 //! Guarantees: a reload is applied entirely or not at all (one `store` of a
@@ -16,14 +18,17 @@
 //! health state lives in the shared registry of the `CompileContext`, so it
 //! survives reloads for every server present before and after.
 //! Settings that only a new process can apply (listeners, workers, metrics
-//! address) are reported with a WARN naming `systemctl reload`; the rest of
-//! the file still applies.
+//! address: see [`restart`]) are reported with one WARN per change naming
+//! the way to apply them (a restart or a graceful upgrade); the rest of the
+//! file still applies.
+
+pub mod restart;
 
 use crate::config::model::{FileConfig, RouteConfig};
-use crate::config::{ConfigErrors, fnv1a};
+use crate::config::{ConfigErrors, ConfigHash, read_file};
 use crate::logging::LogHandle;
 use crate::runtime::RouteTable;
-use crate::runtime::{CompileContext, Prepared, prepare};
+use crate::runtime::{CompileContext, Prepared, prepare_bytes};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -52,7 +57,22 @@ pub struct ReloadStats {
     /// Unix seconds of the last successful load (the start counts).
     pub last_success_timestamp: AtomicU64,
     /// Hash of the config in force.
-    pub config_hash: AtomicU64,
+    pub config_hash: HashCell,
+}
+
+/// The SHA-256 of the config in force, beside the counters (read with the
+/// same `load` call; a mutex orders, so the ordering is not needed).
+#[derive(Debug, Default)]
+pub struct HashCell(Mutex<ConfigHash>);
+
+impl HashCell {
+    pub fn load(&self, _: Ordering) -> ConfigHash {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn store(&self, hash: ConfigHash) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = hash;
+    }
 }
 
 /// What a reload did.
@@ -60,6 +80,8 @@ pub struct ReloadStats {
 pub enum Outcome {
     /// The file's bytes are those in force (or those that already failed).
     Unchanged,
+    /// The file is back to the bytes in force after a failed reload.
+    Restored,
     Applied,
     Rejected,
 }
@@ -72,19 +94,25 @@ pub struct Reloader {
     log: LogHandle,
     pub stats: Arc<ReloadStats>,
     state: Mutex<State>,
+    /// Under systemd (`INVOCATION_ID`), the restart WARN names its reload.
+    under_systemd: bool,
 }
 
 struct State {
     /// The config in force (as written), for change summaries.
     config: FileConfig,
-    hash: u64,
-    /// Hash of the last file that failed, so an unchanged broken file is
+    hash: ConfigHash,
+    /// Whether the last attempt failed, and the hash of what failed (none
+    /// when the file could not be read), so an unchanged broken file is
     /// reported once, not at every poll.
-    failed_hash: Option<u64>,
+    failed: Option<Option<ConfigHash>>,
     /// The config this process started with: its process-level settings
     /// (listener, workers, metrics address) are the ones in force until a
     /// restart, whatever later files say.
     started_with: FileConfig,
+    /// Restart-needed settings already warned about, with the value warned
+    /// about: each change is said once, not at every later reload.
+    warned: BTreeMap<String, serde_json::Value>,
 }
 
 impl Reloader {
@@ -101,7 +129,7 @@ impl Reloader {
         stats
             .last_success_timestamp
             .store(unix_now(), Ordering::Relaxed);
-        stats.config_hash.store(hash, Ordering::Relaxed);
+        stats.config_hash.store(hash);
         Reloader {
             path,
             ctx,
@@ -112,30 +140,54 @@ impl Reloader {
                 started_with: config.clone(),
                 config,
                 hash,
-                failed_hash: None,
+                failed: None,
+                warned: BTreeMap::new(),
             }),
+            under_systemd: std::env::var_os("INVOCATION_ID").is_some(),
         }
     }
 
-    /// Re-reads the file and swaps in its table if it is valid and new.
+    /// Reads the file (once) and swaps in its table if it is valid and new.
     /// Blocking (file I/O, DNS): call it off the request path.
     /// A `SIGHUP` recompiles even unchanged bytes (e.g. to re-resolve
     /// server names); other triggers skip a file whose bytes are in force.
     pub fn reload(&self, trigger: &str) -> Outcome {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        // Cheap pre-check: identical bytes mean nothing to do.
-        if let Some(bytes) = std::fs::read(&self.path)
-            .ok()
-            .filter(|_| trigger != "SIGHUP")
-        {
-            let h = fnv1a(&bytes);
-            if h == state.hash || Some(h) == state.failed_hash {
+        let bytes = match read_file(&self.path) {
+            Ok(b) => b,
+            // An unreadable file is reported once too, until it changes.
+            Err(_) if state.failed == Some(None) && trigger != "SIGHUP" => {
+                return Outcome::Unchanged;
+            }
+            Err(errors) => {
+                self.reject(&mut state, trigger, None, &errors);
+                return Outcome::Rejected;
+            }
+        };
+        let hash = ConfigHash::of(&bytes);
+        if trigger != "SIGHUP" {
+            if hash == state.hash {
+                if state.failed.take().is_none() {
+                    return Outcome::Unchanged;
+                }
+                // Reverted to the bytes in force: what failed is gone.
+                self.succeeded(hash);
+                tracing::info!(
+                    file = %self.path.display(),
+                    trigger,
+                    %hash,
+                    "config restored: the file is again the config in force"
+                );
+                return Outcome::Restored;
+            }
+            if state.failed == Some(Some(hash)) {
                 return Outcome::Unchanged;
             }
         }
-        match prepare(&self.path, &self.ctx) {
+        let name = self.path.display().to_string();
+        match prepare_bytes(&name, &bytes, &self.ctx, false) {
             Err(errors) => {
-                self.reject(&mut state, trigger, &errors);
+                self.reject(&mut state, trigger, Some(hash), &errors);
                 Outcome::Rejected
             }
             Ok(Prepared {
@@ -147,40 +199,65 @@ impl Reloader {
                     tracing::warn!("{w}");
                 }
                 let summary = Summary::between(&state.config, &config);
-                for setting in restart_required(&state.started_with, &config) {
-                    tracing::warn!(
-                        setting,
-                        "{setting} changed: it applies only to a new process; run `systemctl reload pingora-gateway` (graceful upgrade). Everything else in the file is applied now."
-                    );
-                }
+                self.warn_restart_needed(&mut state, &config);
                 if config.logging.level != state.config.logging.level {
                     self.log.set_level(config.logging.level.as_str());
                 }
-                let hash = table.hash;
+                let restored = state.failed.take().is_some() && hash == state.hash;
                 // The one and only publication of the new config.
                 self.table.store(Arc::new(table));
                 state.config = config;
                 state.hash = hash;
-                state.failed_hash = None;
-                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                self.stats.last_successful.store(true, Ordering::Relaxed);
-                self.stats
-                    .last_success_timestamp
-                    .store(unix_now(), Ordering::Relaxed);
-                self.stats.config_hash.store(hash, Ordering::Relaxed);
+                self.succeeded(hash);
+                let what = if restored { "restored" } else { "reloaded" };
                 tracing::info!(
                     file = %self.path.display(),
                     trigger,
-                    hash = format!("{hash:016x}"),
-                    "config reloaded: {summary}"
+                    %hash,
+                    "config {what}: {summary}"
                 );
                 Outcome::Applied
             }
         }
     }
 
-    fn reject(&self, state: &mut State, trigger: &str, errors: &ConfigErrors) {
-        state.failed_hash = std::fs::read(&self.path).ok().map(|b| fnv1a(&b));
+    fn succeeded(&self, hash: ConfigHash) {
+        self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_successful.store(true, Ordering::Relaxed);
+        self.stats
+            .last_success_timestamp
+            .store(unix_now(), Ordering::Relaxed);
+        self.stats.config_hash.store(hash);
+    }
+
+    /// One WARN per restart-needed setting whose value changed since the
+    /// last time it was warned about.
+    fn warn_restart_needed(&self, state: &mut State, config: &FileConfig) {
+        let pending = restart::pending(&state.started_with, config);
+        state
+            .warned
+            .retain(|field, _| pending.iter().any(|(f, _)| f == field));
+        for (setting, value) in pending {
+            if state.warned.get(&setting) == Some(&value) {
+                continue;
+            }
+            tracing::warn!(
+                setting,
+                "{setting} changed: only a new process applies it; {}. Everything else in the file is applied now.",
+                restart::action(self.under_systemd)
+            );
+            state.warned.insert(setting, value);
+        }
+    }
+
+    fn reject(
+        &self,
+        state: &mut State,
+        trigger: &str,
+        hash: Option<ConfigHash>,
+        errors: &ConfigErrors,
+    ) {
+        state.failed = Some(hash);
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_successful.store(false, Ordering::Relaxed);
         for e in &errors.errors {
@@ -289,53 +366,6 @@ impl BackgroundService for ReloadService {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.reloader.clone().watch(shutdown, self.poll).await;
     }
-}
-
-/// Process-level settings that changed between `old` and `new`.
-fn restart_required(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
-    let mut out = vec![];
-    let (o, n) = (&old.server, &new.server);
-    if o.bind_address != n.bind_address {
-        out.push("server.bind_address");
-    }
-    if o.worker_threads != n.worker_threads {
-        out.push("server.worker_threads");
-    }
-    if o.pid_file != n.pid_file
-        || o.upgrade_sock != n.upgrade_sock
-        || o.grace_period_seconds != n.grace_period_seconds
-        || o.graceful_shutdown_timeout_seconds != n.graceful_shutdown_timeout_seconds
-        || o.reuse_port != n.reuse_port
-        || o.read_buffer_bytes != n.read_buffer_bytes
-        || o.keepalive_timeout_seconds != n.keepalive_timeout_seconds
-        || o.work_stealing != n.work_stealing
-        || o.write_buffer_bytes != n.write_buffer_bytes
-        || o.config_poll_interval_seconds != n.config_poll_interval_seconds
-    {
-        out.push("server (process settings)");
-    }
-    if old.metrics != new.metrics {
-        out.push("metrics");
-    }
-    if old.logging.format != new.logging.format {
-        out.push("logging.format");
-    }
-    // The HTTPS listener itself; its certificates, `hsts` and
-    // `redirect_http` apply live.
-    let listener = |c: &FileConfig| {
-        c.tls
-            .as_ref()
-            .map(|t| (t.bind_address.clone(), t.min_version))
-    };
-    if listener(old) != listener(new) {
-        out.push("tls.bind_address / tls.min_version");
-    }
-    // The ACME client is set up once, at start.
-    let acme = |c: &FileConfig| c.tls.as_ref().and_then(|t| t.acme.clone());
-    if acme(old) != acme(new) {
-        out.push("tls.acme");
-    }
-    out
 }
 
 /// Routes and upstreams added, removed or changed by a reload.
@@ -470,21 +500,6 @@ mod tests {
         assert_eq!(
             Summary::between(&old, &old).to_string(),
             "no route or upstream changes (settings only)"
-        );
-    }
-
-    #[test]
-    fn process_settings_need_a_restart() {
-        let old = cfg(
-            "upstreams:\n  a: { servers: [\"127.0.0.1:1\"] }\nroutes:\n  - { path: /*, upstream: a, auth_required: false }\n",
-        );
-        let mut new = old.clone();
-        assert!(restart_required(&old, &new).is_empty());
-        new.server.bind_address = "0.0.0.0:7000".into();
-        new.metrics.bind_address = "0.0.0.0:9191".into();
-        assert_eq!(
-            restart_required(&old, &new),
-            ["server.bind_address", "metrics"]
         );
     }
 }

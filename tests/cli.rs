@@ -120,6 +120,23 @@ const BROKEN: &[(&str, &[&str])] = &[
         &["4:5: routes[0]: missing required field \"upstream\""],
     ),
     ("empty.yaml", &["1:1: (document): file is empty"]),
+    (
+        "tab.yaml",
+        &[
+            "2:1: (document): invalid YAML: a tab in the indentation (YAML indents with spaces only)",
+        ],
+    ),
+    (
+        // Schema and semantic problems together, in one run.
+        "everything_at_once.yaml",
+        &[
+            "2:19: server.worker_threads: \"four\" is not of type \"integer\"",
+            "3:3: server.bind_adress: unknown field \"bind_adress\", did you mean \"bind_address\"?",
+            "7:31: routes[0].upstream: unknown upstream \"nope\" (defined: app)",
+            "8:13: routes[1].path: duplicate route: routes[0] has the same path, host and methods",
+            "9:5: routes[2]: missing required field \"path\"",
+        ],
+    ),
 ];
 
 #[test]

@@ -218,7 +218,8 @@ async fn counters_histograms_and_labels_after_a_mix_of_traffic() {
         1.0
     );
 
-    // The dead upstream is taken out and counted as a transition.
+    // The dead upstream is taken out and counted as a transition of that
+    // server (labels `upstream` and `server`, as the README says).
     assert!(
         eventually(Duration::from_secs(3), || async {
             value(
@@ -229,12 +230,20 @@ async fn counters_histograms_and_labels_after_a_mix_of_traffic() {
         })
         .await
     );
-    assert!(
+    let m = scrape(&gw).await;
+    let dead_server = dead.to_string();
+    let transitions = |upstream: &str, server: &str| {
         value(
-            &scrape(&gw).await,
+            &m,
             "gateway_upstream_health_transitions_total",
-            &[]
-        ) >= 1.0
+            &[("upstream", upstream), ("server", server)],
+        )
+    };
+    assert!(transitions("dead", &dead_server) >= 1.0);
+    assert_eq!(
+        transitions("app", &app.addr.to_string()),
+        0.0,
+        "healthy all along"
     );
 
     // A keep-alive client connection shows up.

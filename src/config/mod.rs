@@ -9,7 +9,10 @@ mod check_tls;
 mod check_upstream_tls;
 pub mod diag;
 pub mod edge;
+mod hash;
 pub mod model;
+mod one_or_many;
+mod repair;
 pub mod source;
 pub mod tls;
 pub mod upstream_tls;
@@ -21,6 +24,7 @@ mod defaults;
 
 pub use check_upstream_tls::host_of as server_host;
 pub use diag::{ConfigErrors, Diagnostic, Severity};
+pub use hash::ConfigHash;
 pub use model::FileConfig;
 
 use source::SourceMap;
@@ -59,8 +63,8 @@ pub fn fetch_url(url: &str) -> Result<(), String> {
 pub struct Loaded {
     pub config: FileConfig,
     pub warnings: Vec<Diagnostic>,
-    /// FNV-1a hash of the file's bytes: equal hashes mean nothing to reload.
-    pub hash: u64,
+    /// SHA-256 of the bytes checked: equal hashes mean nothing to reload.
+    pub hash: ConfigHash,
     pub(crate) report: Reporter,
 }
 
@@ -71,6 +75,9 @@ pub(crate) struct Reporter {
     pub map: SourceMap,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Values nothing more is said about: placeholders of unset variables,
+    /// values the schema rejected, and their stand-ins (see `repair`).
+    damaged: Vec<String>,
 }
 
 impl Reporter {
@@ -80,7 +87,22 @@ impl Reporter {
             map: SourceMap::build(text),
             errors: vec![],
             warnings: vec![],
+            damaged: vec![],
         }
+    }
+
+    /// Marks the value under `pointer` (and everything in it) as damaged.
+    fn damage(&mut self, pointer: &str) {
+        self.damaged.push(pointer.to_string());
+    }
+
+    /// Whether `pointer` is a damaged value or inside one.
+    fn is_damaged(&self, pointer: &str) -> bool {
+        self.damaged.iter().any(|d| {
+            pointer
+                .strip_prefix(d.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     }
 
     fn diag(
@@ -103,8 +125,11 @@ impl Reporter {
         }
     }
 
-    /// An error at the value under `pointer`.
+    /// An error at the value under `pointer` (none about a damaged value).
     pub fn error(&mut self, pointer: &str, message: impl Into<String>) {
+        if self.is_damaged(pointer) {
+            return;
+        }
         let d = self.diag(
             Severity::Error,
             self.map.value(pointer),
@@ -116,6 +141,9 @@ impl Reporter {
 
     /// An error at the key of the entry under `pointer` (unknown fields).
     pub fn error_at_key(&mut self, pointer: &str, message: impl Into<String>) {
+        if self.is_damaged(pointer) {
+            return;
+        }
         let d = self.diag(
             Severity::Error,
             self.map.key(pointer),
@@ -136,7 +164,11 @@ impl Reporter {
         )
     }
 
+    /// A warning at the value under `pointer` (never about a placeholder).
     pub fn warning(&mut self, pointer: &str, message: impl Into<String>) {
+        if self.is_damaged(pointer) {
+            return;
+        }
         let d = self.diag(
             Severity::Warning,
             self.map.value(pointer),
@@ -162,20 +194,24 @@ impl Reporter {
     }
 }
 
-/// Reads and checks `path`. The file name in diagnostics is `path` as given.
+/// The bytes of `path`, read once, or the "cannot read file" diagnostic.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ConfigErrors> {
+    std::fs::read(path).map_err(|e| {
+        let mut r = Reporter::new(&path.display().to_string(), "");
+        r.error_at(
+            source::Pos { line: 1, column: 1 },
+            format!("cannot read file: {e}"),
+        );
+        r.into_errors()
+    })
+}
+
+/// Reads `path` once and checks those bytes. The file name in
+/// diagnostics is `path` as given.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let bytes = read_file(path)?;
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&name, &text, &|k| std::env::var(k).ok()),
-        Err(e) => {
-            let mut r = Reporter::new(&name, "");
-            r.error_at(
-                source::Pos { line: 1, column: 1 },
-                format!("cannot read file: {e}"),
-            );
-            Err(r.into_errors())
-        }
-    }
+    load_bytes(&name, &bytes, &|k| std::env::var(k).ok(), false)
 }
 
 /// Checks `text` as the content of file `name`, with `env` for `${VAR}`.
@@ -184,8 +220,37 @@ pub fn load_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigErrors> {
+    load_bytes(name, text.as_bytes(), env, false)
+}
+
+/// Checks `bytes` as the content of file `name`; [`Loaded::hash`] is their
+/// SHA-256. With `allow_missing_env` (`gateway validate --allow-missing-env`)
+/// a string naming an unset variable is a placeholder: no error, and
+/// nothing (no length warning, no follow-on error) is concluded from it.
+/// Every check that can run does, whatever else failed: a document that
+/// parses gets its schema and semantic problems reported together.
+pub fn load_bytes(
+    name: &str,
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+    allow_missing_env: bool,
+) -> Result<Loaded, ConfigErrors> {
+    let hash = ConfigHash::of(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut r = Reporter::new(name, "");
+            let before = &bytes[..e.valid_up_to()];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            r.error_at(
+                source::Pos { line, column },
+                "invalid UTF-8: a config file is UTF-8 text".into(),
+            );
+            return Err(r.into_errors());
+        }
+    };
     let mut r = Reporter::new(name, text);
-    let hash = fnv1a(text.as_bytes());
 
     if text.trim().is_empty() {
         r.error_at(source::Pos { line: 1, column: 1 }, "file is empty".into());
@@ -194,6 +259,13 @@ pub fn load_str(
     let mut yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
+            if let Some(pos) = source::tab_in_indentation(text) {
+                r.error_at(
+                    pos,
+                    "invalid YAML: a tab in the indentation (YAML indents with spaces only)".into(),
+                );
+                return Err(r.into_errors());
+            }
             let pos = e
                 .location()
                 .map(|l| source::Pos {
@@ -209,10 +281,20 @@ pub fn load_str(
         }
     };
 
-    let mut interp_errors = vec![];
-    source::interpolate(&mut yaml, &mut String::new(), env, &mut interp_errors);
-    for (pointer, msg) in interp_errors {
+    let mut unresolved = source::Unresolved::default();
+    source::interpolate(
+        &mut yaml,
+        &mut String::new(),
+        env,
+        allow_missing_env,
+        &mut unresolved,
+    );
+    for (pointer, msg) in unresolved.errors {
         r.error(&pointer, msg);
+        r.damage(&pointer);
+    }
+    for pointer in unresolved.placeholders {
+        r.damage(&pointer);
     }
 
     let json: serde_json::Value = match serde_json::to_value(&yaml) {
@@ -224,21 +306,11 @@ pub fn load_str(
     };
 
     schema_errors(&json, &mut r);
-    let schema_failed = !r.errors.is_empty();
-
-    // Semantic checks run whenever the document has the right shape, even
-    // next to schema errors (a value out of range), so one run reports all.
-    let config: FileConfig = match serde_path_to_error::deserialize(&json) {
-        Ok(c) => c,
-        Err(_) if schema_failed => return Err(r.into_errors()),
-        Err(e) => {
-            // The schema should have caught this; report it all the same.
-            let pointer = path_to_pointer(e.path());
-            r.error(&pointer, e.into_inner().to_string());
-            return Err(r.into_errors());
-        }
+    // The semantic checks run on the document repaired where the schema
+    // failed, so one run reports everything.
+    let Some(config) = repair::typed(json, &mut r) else {
+        return Err(r.into_errors());
     };
-
     check::check(&config, &mut r);
     if !r.errors.is_empty() {
         return Err(r.into_errors());
@@ -255,6 +327,7 @@ pub fn load_str(
 /// Runs the JSON schema over the document and turns each violation into a
 /// diagnostic; unknown fields get a did-you-mean suggestion.
 fn schema_errors(json: &serde_json::Value, r: &mut Reporter) {
+    let mut rejected = vec![];
     for e in VALIDATOR.iter_errors(json) {
         let pointer = e.instance_path().as_str().to_string();
         match e.kind() {
@@ -269,11 +342,13 @@ fn schema_errors(json: &serde_json::Value, r: &mut Reporter) {
                 for name in unexpected {
                     let field = format!("{pointer}/{}", diag::escape_segment(name));
                     r.error_at_key(&field, unknown_field_message(name, &known));
+                    rejected.push(field);
                 }
             }
             jsonschema::error::ValidationErrorKind::Required { property } => {
                 let prop = property.as_str().unwrap_or("?");
                 r.error(&pointer, format!("missing required field \"{prop}\""));
+                rejected.push(format!("{pointer}/{}", diag::escape_segment(prop)));
             }
             jsonschema::error::ValidationErrorKind::Enum { options } => {
                 let choices: Vec<String> = options
@@ -284,9 +359,16 @@ fn schema_errors(json: &serde_json::Value, r: &mut Reporter) {
                     &pointer,
                     format!("{} is not one of {}", e.instance(), choices.join(", ")),
                 );
+                rejected.push(pointer);
             }
-            _ => r.error(&pointer, e.to_string()),
+            _ => {
+                r.error(&pointer, e.to_string());
+                rejected.push(pointer);
+            }
         }
+    }
+    for pointer in rejected {
+        r.damage(&pointer);
     }
 }
 
@@ -312,33 +394,9 @@ pub(crate) fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str>
         .map(|(_, k)| k)
 }
 
-fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut s = String::new();
-    for seg in path.iter() {
-        s.push('/');
-        match seg {
-            Segment::Seq { index } => s.push_str(&index.to_string()),
-            Segment::Map { key } => s.push_str(&diag::escape_segment(key)),
-            Segment::Enum { variant } => s.push_str(variant),
-            Segment::Unknown => s.push('?'),
-        }
-    }
-    s
-}
-
 /// serde_yaml appends " at line L column C"; the diagnostic already says so.
 fn strip_location(msg: &str) -> &str {
     msg.find(" at line ").map_or(msg, |i| &msg[..i])
-}
-
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// Seconds from the file as a `Duration`, clamped to `[0, one year]` (the
@@ -406,6 +464,42 @@ mod tests {
         assert!(
             errs[0].starts_with("t.yaml:3:1: (document): invalid YAML"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn schema_and_semantic_errors_come_together() {
+        let text = DEFAULT
+            .replace("worker_threads: 4", "worker_threads: \"four\"")
+            .replace("upstream: \"kline-service\"", "upstream: \"kline\"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("server.worker_threads"), "{errs:?}");
+        assert!(errs[1].contains("unknown upstream \"kline\""), "{errs:?}");
+    }
+
+    #[test]
+    fn nothing_is_concluded_from_a_placeholder() {
+        let text = DEFAULT.replace("\"your-jwt-secret\"", "\"${JWT_SECRET}\"");
+        let ok = load_bytes("t.yaml", text.as_bytes(), &|_| None, true).unwrap();
+        assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+        // The same bytes, the same hash, whatever the environment.
+        assert_eq!(ok.hash, ConfigHash::of(text.as_bytes()));
+    }
+
+    #[test]
+    fn audience_is_a_string_or_a_list() {
+        let with = |aud: &str| {
+            let text = DEFAULT.replace(
+                "  jwt_secret: \"your-jwt-secret\"",
+                &format!("  jwt_secret: \"your-jwt-secret\"\n  audience: {aud}"),
+            );
+            load(&text).unwrap().config.auth.audience
+        };
+        assert_eq!(with("api"), Some(vec!["api".to_string()]));
+        assert_eq!(
+            with("[api, admin]"),
+            Some(vec!["api".to_string(), "admin".to_string()])
         );
     }
 

@@ -18,7 +18,8 @@ use super::defaults::*;
 #[schemars(title = "pingora-gateway configuration")]
 pub struct FileConfig {
     /// Process-level settings: listener, workers, upgrade and shutdown.
-    /// Changes here need a restart or a graceful upgrade (`systemctl reload`).
+    /// Changes here need a restart or a graceful upgrade (`systemctl reload`
+    /// under systemd), except `trusted_proxies` and `max_body_bytes`.
     #[serde(default)]
     pub server: ServerConfig,
     /// Named groups of upstream servers; requests are balanced round robin
@@ -392,8 +393,10 @@ pub struct AuthConfig {
     /// Expected `iss` claim; not checked when unset.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// Expected `aud` claim (one of); not checked when unset.
-    #[serde(default)]
+    /// Expected `aud` claim: one string, or a list (any of them); not
+    /// checked when unset.
+    #[serde(default, deserialize_with = "super::one_or_many::deserialize")]
+    #[schemars(with = "Option<super::one_or_many::OneOrMany>")]
     pub audience: Option<Vec<String>>,
     /// URL of the JWKS (`https://…` or `http://…`) with the keys of RS256, PS256, ES256 and
     /// EdDSA tokens. Default: discovered from `oauth_service_url`.

@@ -151,17 +151,42 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// Where the first line indented with a tab has it: YAML indents with
+/// spaces only, and the parser's own message does not say "tab".
+pub fn tab_in_indentation(text: &str) -> Option<Pos> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let indent = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
+        indent.find('\t').map(|c| Pos {
+            line: i + 1,
+            column: c + 1,
+        })
+    })
+}
+
 /// An interpolation failure: the JSON pointer of the string and the message.
 pub type InterpolationError = (String, String);
+
+/// What [`interpolate`] could not replace.
+#[derive(Debug, Default)]
+pub struct Unresolved {
+    /// Errors (a bad `${`, or an unset variable without `allow_missing`).
+    pub errors: Vec<InterpolationError>,
+    /// Pointers of strings left as written because a variable is unset
+    /// (with `allow_missing`): placeholders nothing may be concluded from.
+    pub placeholders: Vec<String>,
+}
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string scalar of `value`.
 /// A scalar that is exactly one `${...}` is re-read as YAML, so
 /// `worker_threads: ${WORKERS}` yields a number. `$${` escapes a literal `${`.
+/// With `allow_missing`, a string naming an unset variable is left as
+/// written and listed as a placeholder instead of being an error.
 pub fn interpolate(
     value: &mut serde_yaml::Value,
     pointer: &mut String,
     env: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Vec<InterpolationError>,
+    allow_missing: bool,
+    out: &mut Unresolved,
 ) {
     match value {
         serde_yaml::Value::String(s) if s.contains("${") => match substitute(s, env) {
@@ -176,13 +201,16 @@ pub fn interpolate(
                     serde_yaml::Value::String(out)
                 };
             }
-            Err(msg) => errors.push((pointer.clone(), msg)),
+            Err(Failure::Unset(_)) if allow_missing => out.placeholders.push(pointer.clone()),
+            Err(Failure::Unset(msg) | Failure::Invalid(msg)) => {
+                out.errors.push((pointer.clone(), msg))
+            }
         },
         serde_yaml::Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = pointer.len();
                 pointer.push_str(&format!("/{i}"));
-                interpolate(item, pointer, env, errors);
+                interpolate(item, pointer, env, allow_missing, out);
                 pointer.truncate(len);
             }
         }
@@ -191,7 +219,7 @@ pub fn interpolate(
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&escape_segment(k.as_str().unwrap_or("?")));
-                interpolate(v, pointer, env, errors);
+                interpolate(v, pointer, env, allow_missing, out);
                 pointer.truncate(len);
             }
         }
@@ -199,7 +227,23 @@ pub fn interpolate(
     }
 }
 
-fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Why a string could not be interpolated (the message names it).
+#[derive(Debug)]
+enum Failure {
+    Unset(String),
+    Invalid(String),
+}
+
+impl Failure {
+    #[cfg(test)]
+    fn message(&self) -> &str {
+        match self {
+            Failure::Unset(m) | Failure::Invalid(m) => m,
+        }
+    }
+}
+
+fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Failure> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("${") {
@@ -213,14 +257,16 @@ fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         out.push_str(&rest[..i]);
         let body_end = rest[i..]
             .find('}')
-            .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            .ok_or_else(|| Failure::Invalid(format!("unterminated `${{` in {s:?}")))?;
         let body = &rest[i + 2..i + body_end];
         let (name, default) = match body.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (body, None),
         };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("invalid variable name {name:?} in {s:?}"));
+            return Err(Failure::Invalid(format!(
+                "invalid variable name {name:?} in {s:?}"
+            )));
         }
         match (
             env(name).filter(|v| !v.is_empty() || default.is_none()),
@@ -229,9 +275,9 @@ fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err(format!(
+                return Err(Failure::Unset(format!(
                     "environment variable {name} is not set (use ${{{name}:-default}} for a fallback)"
-                ));
+                )));
             }
         }
         rest = &rest[i + body_end + 1..];
@@ -260,7 +306,7 @@ mod tests {
         assert_eq!(substitute("${EMPTY:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(substitute("$${SECRET}", &env).unwrap(), "${SECRET}");
         let err = substitute("${MISSING}", &env).unwrap_err();
-        assert!(err.contains("MISSING is not set"), "{err}");
+        assert!(err.message().contains("MISSING is not set"), "{err:?}");
         assert!(substitute("${SECRET", &env).is_err());
         assert!(substitute("${BAD NAME}", &env).is_err());
     }
@@ -269,11 +315,38 @@ mod tests {
     fn whole_variable_becomes_a_number() {
         let mut v: serde_yaml::Value =
             serde_yaml::from_str("n: ${WORKERS}\ns: x${WORKERS}").unwrap();
-        let mut errors = vec![];
-        interpolate(&mut v, &mut String::new(), &env, &mut errors);
-        assert!(errors.is_empty());
+        let mut out = Unresolved::default();
+        interpolate(&mut v, &mut String::new(), &env, false, &mut out);
+        assert!(out.errors.is_empty());
         assert_eq!(v["n"], serde_yaml::Value::Number(8.into()));
         assert_eq!(v["s"], serde_yaml::Value::String("x8".into()));
+    }
+
+    #[test]
+    fn unset_variables_become_placeholders_when_allowed() {
+        let text = "a: ${MISSING}\nb: [\"x-${MISSING}\"]\nc: ${SECRET}\n";
+        let mut v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let mut out = Unresolved::default();
+        interpolate(&mut v, &mut String::new(), &env, true, &mut out);
+        assert!(out.errors.is_empty());
+        assert_eq!(out.placeholders, ["/a", "/b/0"]);
+        assert_eq!(v["a"], serde_yaml::Value::String("${MISSING}".into()));
+        assert_eq!(v["c"], serde_yaml::Value::String("s3cr3t".into()));
+        let mut v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let mut out = Unresolved::default();
+        interpolate(&mut v, &mut String::new(), &env, false, &mut out);
+        assert_eq!(out.errors.len(), 2);
+        assert!(out.placeholders.is_empty());
+    }
+
+    #[test]
+    fn finds_a_tab_in_the_indentation() {
+        assert_eq!(tab_in_indentation("a:\n  b: 1\n"), None);
+        assert_eq!(tab_in_indentation("a: \"x\ty\"\n"), None);
+        assert_eq!(
+            tab_in_indentation("a:\n  b: 1\n \tc: 2\n"),
+            Some(Pos { line: 3, column: 2 })
+        );
     }
 
     #[test]

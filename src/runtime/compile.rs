@@ -11,7 +11,7 @@ use crate::config::model::{
     FileConfig, HealthCheckConfig, HealthCheckOverride, IntrospectionMode, RouteConfig,
     UpstreamConfig,
 };
-use crate::config::{ConfigErrors, Diagnostic, Loaded, load_file};
+use crate::config::{ConfigErrors, Diagnostic, Loaded, load_bytes, load_file};
 use crate::forwarding::{KeepHeaders, TrustedProxies};
 use crate::health::{Checker, Spec};
 use crate::host::Host;
@@ -62,6 +62,10 @@ impl Default for CompileContext {
         let health = HealthRegistry::new();
         health.set_health_check(Box::new(checker.clone()));
         let metrics = Metrics::new();
+        checker.on_transition({
+            let metrics = metrics.clone();
+            move |upstream, server| metrics.health_transition(upstream, server)
+        });
         let certs = CertFiles::new(
             CertStore::new(),
             ReloadCounters {
@@ -95,6 +99,18 @@ pub struct Prepared {
 pub fn prepare(path: &Path, ctx: &CompileContext) -> Result<Prepared, ConfigErrors> {
     let loaded = load_file(path)?;
     compile(loaded, ctx)
+}
+
+/// [`prepare`] for bytes already read (a reload reads its file once, and
+/// hashes exactly what it checks; `gateway validate -` reads stdin).
+pub fn prepare_bytes(
+    name: &str,
+    bytes: &[u8],
+    ctx: &CompileContext,
+    allow_missing_env: bool,
+) -> Result<Prepared, ConfigErrors> {
+    let env = |k: &str| std::env::var(k).ok();
+    compile(load_bytes(name, bytes, &env, allow_missing_env)?, ctx)
 }
 
 /// Compiles a checked config. Fails only on what can't be known without
@@ -148,7 +164,12 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
                     // Checked as HOST:PORT already; stands in for the real address.
                     addrs.push(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                 }
-                Err(msg) => report.error(&format!("/upstreams/{name}/servers/{i}"), msg),
+                Err(msg) => {
+                    // Reported (unless it is a placeholder of `validate
+                    // --allow-missing-env`); the stand-in keeps the lists aligned.
+                    report.error(&format!("/upstreams/{name}/servers/{i}"), msg);
+                    addrs.push(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+                }
             }
         }
         let timeouts = Timeouts {

@@ -9,7 +9,7 @@
 
 pub mod compile;
 
-pub use compile::{CompileContext, Prepared, compile, prepare};
+pub use compile::{CompileContext, Prepared, compile, prepare, prepare_bytes};
 
 use crate::auth::Authenticator;
 use crate::forwarding::{KeepHeaders, TrustedProxies};
@@ -100,8 +100,8 @@ pub struct RouteTable {
     pub health: Checker,
     /// The process-wide metrics (in-flight gauge, unmatched requests, auth).
     pub metrics: Arc<Metrics>,
-    /// Hash of the file this table was compiled from.
-    pub hash: u64,
+    /// SHA-256 of the file this table was compiled from.
+    pub hash: crate::config::ConfigHash,
 }
 
 impl RouteTable {
