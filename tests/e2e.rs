@@ -579,6 +579,17 @@ fn artifact_dir() -> PathBuf {
 /// Loads `url` in headless Chromium (tests/e2e/browser.mjs) and returns what
 /// the page showed.
 fn browse(url: &str, screenshot: &Path, cookie: Option<&str>) -> Value {
+    browse_trusting(url, screenshot, cookie, None)
+}
+
+/// [`browse`], with Chromium trusting the certificate whose public key has
+/// this base64 SHA-256 (`--ignore-certificate-errors-spki-list`).
+fn browse_trusting(
+    url: &str,
+    screenshot: &Path,
+    cookie: Option<&str>,
+    spki: Option<&str>,
+) -> Value {
     assert!(
         Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
         "/usr/bin/chromium is missing: run ./tests/run (apt-get install chromium)"
@@ -588,6 +599,7 @@ fn browse(url: &str, screenshot: &Path, cookie: Option<&str>) -> Value {
         .arg(url)
         .arg(screenshot)
         .args(cookie)
+        .envs(spki.map(|k| ("TRUST_SPKI", k)))
         .current_dir(E2E_DIR)
         .output()
         .unwrap();
@@ -703,4 +715,82 @@ async fn browsers_use_the_session_cookie_and_are_sent_to_login_without_it() {
     .unwrap();
     assert_eq!(seen["heading"], "login", "{seen}");
     assert!(seen["url"].as_str().unwrap().contains("/login?return_to="));
+}
+
+/// The HTTPS listener in front of the real apps: Chromium negotiates HTTP/2
+/// (ALPN) over TLS 1.3 with the gateway, loads and hydrates both apps with
+/// every asset over it, and the kline page passes auth by its cookie; the
+/// apps themselves still speak plain HTTP/1.1 behind the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_both_apps_over_https_and_http2() {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    use sha2::Digest;
+    let serial = serial();
+    ensure_built();
+    let (admin, kline) = std::thread::scope(|s| {
+        let a = s.spawn(|| NextApp::start(ADMIN));
+        let k = s.spawn(|| NextApp::start(KLINE));
+        (a.join().unwrap(), k.join().unwrap())
+    });
+    let certs = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let spki = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(
+        cert.signing_key.subject_public_key_info(),
+    ));
+    let (crt, key) = (certs.path().join("gw.crt"), certs.path().join("gw.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let https = reserve_port();
+    let config = format!(
+        "{}  cookie_name: gw_session\ntls:\n  bind_address: \"127.0.0.1:{}\"\n  certificates:\n    - {{ cert_file: \"{}\", key_file: \"{}\" }}\n  hsts: \"max-age=600\"\n",
+        gateway_config(&admin, &kline, ""),
+        https.port,
+        crt.display(),
+        key.display()
+    );
+    let gw = Gateway::start(&config);
+    wait_for(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", https.port)).is_ok()
+    })
+    .unwrap_or_else(|_| panic!("no HTTPS listener:\n{}", gw.log()));
+    let base = format!("https://localhost:{}", https.port);
+    let dir = artifact_dir();
+
+    let seen = tokio::task::spawn_blocking({
+        let (url, shot, spki) = (format!("{base}/"), dir.join("admin-h2.png"), spki.clone());
+        move || browse_trusting(&url, &shot, None, Some(&spki))
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["status"], 200, "{seen}\n{}", gw.log());
+    assert_eq!(seen["heading"], "admin-portal", "{seen}");
+    assert_eq!(seen["hydrated"], true, "{seen}");
+    assert_eq!(seen["failed"], json!([]), "{seen}");
+    assert_eq!(seen["protocols"], json!(["h2"]), "{seen}");
+    assert_eq!(seen["tls"], "TLS 1.3", "{seen}");
+
+    let t = token(json!({"sub": "alice", "scope": "read"}));
+    let seen = tokio::task::spawn_blocking({
+        let (url, shot, c) = (
+            format!("{base}/kline"),
+            dir.join("kline-h2.png"),
+            format!("gw_session={t}"),
+        );
+        move || browse_trusting(&url, &shot, Some(&c), Some(&spki))
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["heading"], "kline-service", "{seen}");
+    assert_eq!(seen["hydrated"], true, "{seen}");
+    assert_eq!(seen["failed"], json!([]), "{seen}");
+    assert_eq!(seen["protocols"], json!(["h2"]), "{seen}");
+    // The access log saw them as HTTP/2 over TLS.
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"protocol\":\"HTTP/2\"") && l.contains("/kline/_next/static/")),
+        "{log}"
+    );
+    drop((gw, admin, kline, serial));
 }

@@ -26,6 +26,9 @@ const args = [
   '--disable-sync',
   '--disable-quic',
 ];
+// HTTPS tests: the gateway's test certificate is trusted by its public key
+// (base64 SHA-256 of the SubjectPublicKeyInfo), no other certificate is.
+if (process.env.TRUST_SPKI) args.push(`--ignore-certificate-errors-spki-list=${process.env.TRUST_SPKI}`);
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath,
   headless: true,
@@ -61,6 +64,14 @@ try {
       jsStatus: await page.textContent('#js-status').catch(() => null),
       hydrated,
       failed,
+      // "h2" or "http/1.1" for the page and for every script it loaded.
+      protocols: await page.evaluate(() => [
+        ...new Set(
+          [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+            .map((e) => e.nextHopProtocol),
+        ),
+      ]),
+      tls: (await response?.securityDetails())?.protocol ?? null,
     }),
   );
 } finally {
