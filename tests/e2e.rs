@@ -749,7 +749,14 @@ async fn chromium_loads_both_apps_over_https_and_http2() {
         crt.display(),
         key.display()
     );
-    let gw = Gateway::start(&config);
+    // Held in a Stack like the other stories (the serial lock included).
+    let stack = Stack {
+        admin,
+        kline,
+        gw: Gateway::start(&config),
+        _serial: serial,
+    };
+    let gw = &stack.gw;
     wait_for(Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", https.port)).is_ok()
     })
@@ -792,5 +799,4 @@ async fn chromium_loads_both_apps_over_https_and_http2() {
             .any(|l| l.contains("\"protocol\":\"HTTP/2\"") && l.contains("/kline/_next/static/")),
         "{log}"
     );
-    drop((gw, admin, kline, serial));
 }
