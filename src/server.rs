@@ -202,23 +202,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     ));
     if config.metrics.enabled {
         let addr = config.metrics.bind_address.as_str();
-        let proxy_port = config
-            .server
-            .bind_address
-            .parse::<std::net::SocketAddr>()
-            .map_or(0, |a| a.port());
         let state = Arc::new(AdminState {
             metrics,
             checker,
             reloads: reloader.stats.clone(),
             table,
             draining: draining.clone(),
-            proxy_port,
-            tls_port: config
-                .tls
-                .as_ref()
-                .and_then(|t| t.bind_address.parse::<std::net::SocketAddr>().ok())
-                .map(|a| a.port()),
+            limits: limits.clone(),
             metrics_path: config.metrics.path.clone(),
             certs: config.tls.is_some().then(|| certs.store().clone()),
         });
