@@ -118,7 +118,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         let port = t
             .bind_address
             .parse::<std::net::SocketAddr>()
-            .expect("checked")
+            .map_err(|e| StartError::Server(format!("tls.bind_address: {e}")))?
             .port();
         let acceptor = Acceptor::new(
             certs.store().clone(),

@@ -252,7 +252,22 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             request_headers,
             response_headers,
         } = r;
-        let pattern = Pattern::parse(path).expect("checked");
+        // Check has refused what fails here; a failure left is a value
+        // nothing may be concluded from (a placeholder of `validate
+        // --allow-missing-env`, whose error is not reported): the route is
+        // left out, so the router's indices stay those of `routes`.
+        let at = |field: &str| format!("/routes/{i}/{field}");
+        let pattern = match Pattern::parse(path) {
+            Ok(p) => p,
+            Err(msg) => {
+                report.error(&at("path"), msg);
+                continue;
+            }
+        };
+        let Some(pool) = upstreams.get(upstream).cloned() else {
+            report.error(&at("upstream"), format!("no upstream named \"{upstream}\""));
+            continue;
+        };
         let narrowing = Narrowing {
             host: host.as_ref().map(|h| {
                 Host::parse(h)
@@ -261,12 +276,16 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             }),
             methods: methods.as_ref().map(|ms| {
                 ms.iter()
-                    .map(|m| Method::from_bytes(m.as_bytes()).expect("checked"))
+                    .enumerate()
+                    .filter_map(|(j, m)| {
+                        Method::from_bytes(m.as_bytes())
+                            .map_err(|e| report.error(&at(&format!("methods/{j}")), e.to_string()))
+                            .ok()
+                    })
                     .collect()
             }),
         };
-        router.insert(&pattern, narrowing, i as u32);
-        let pool = upstreams[upstream].clone();
+        router.insert(&pattern, narrowing, routes.len() as u32);
         let mut timeouts = pool.timeouts;
         if let Some(t) = read_timeout_seconds {
             timeouts.read = secs(*t);
@@ -302,23 +321,37 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
     let response_headers: Box<[_]> = config
         .response_headers
         .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).expect("checked"),
-                HeaderValue::from_str(v).expect("checked"),
-            )
+        .filter_map(|(k, v)| {
+            let at = format!(
+                "/response_headers/{}",
+                crate::config::diag::escape_segment(k)
+            );
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                (Err(e), _) => {
+                    report.error_at_key(&at, e.to_string());
+                    None
+                }
+                (_, Err(e)) => {
+                    report.error(&at, e.to_string());
+                    None
+                }
+            }
         })
         .collect();
     let hsts = config.tls.as_ref().and_then(|t| t.hsts.as_deref());
+    let hsts = hsts.and_then(|v| {
+        HeaderValue::from_str(v)
+            .map_err(|e| report.error("/tls/hsts", e.to_string()))
+            .ok()
+    });
     let tls_response_headers = response_headers
         .iter()
         .cloned()
-        .chain(hsts.map(|v| {
-            (
-                http::header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_str(v).expect("checked"),
-            )
-        }))
+        .chain(hsts.map(|v| (http::header::STRICT_TRANSPORT_SECURITY, v)))
         .collect();
     let redirect_https = config
         .tls
@@ -334,6 +367,11 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         || a.introspection.mode != IntrospectionMode::Off;
     let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks, &auth_roots));
 
+    // What check should have refused (never silently compiled around).
+    if !report.errors.is_empty() {
+        report.warnings = warnings;
+        return Err(report.into_errors());
+    }
     // Last step: nothing can fail any more, so the new settings are final.
     ctx.checker.set_specs(health_specs);
     ctx.certs.install(certificates);
