@@ -227,7 +227,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         "config reload",
         ReloadService {
             reloader,
-            poll: crate::config::seconds(config.server.config_poll_interval_seconds),
+            poll: config.server.config_poll_interval_seconds.duration(),
         },
     ));
 

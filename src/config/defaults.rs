@@ -137,8 +137,8 @@ pub const KEEPALIVE_SECONDS: u64 = 60;
 pub(super) fn default_keepalive_timeout() -> u64 {
     KEEPALIVE_SECONDS
 }
-pub(super) fn default_config_poll() -> f64 {
-    5.0
+pub(super) fn default_config_poll() -> Seconds {
+    const { Seconds::lit(5.0) }
 }
 pub(super) fn default_header_timeout() -> u64 {
     10
@@ -146,23 +146,23 @@ pub(super) fn default_header_timeout() -> u64 {
 pub(super) fn default_max_header_bytes() -> usize {
     65536
 }
-pub(super) fn default_connect_timeout() -> f64 {
-    2.0
+pub(super) fn default_connect_timeout() -> Seconds {
+    const { Seconds::lit(2.0) }
 }
-pub(super) fn default_io_timeout() -> f64 {
-    60.0
+pub(super) fn default_io_timeout() -> Seconds {
+    const { Seconds::lit(60.0) }
 }
-pub(super) fn default_idle_timeout() -> f64 {
-    4.0
+pub(super) fn default_idle_timeout() -> Seconds {
+    const { Seconds::lit(4.0) }
 }
 pub(super) fn default_retries() -> usize {
     1
 }
-pub(super) fn default_hc_interval() -> f64 {
-    10.0
+pub(super) fn default_hc_interval() -> Seconds {
+    const { Seconds::lit(10.0) }
 }
-pub(super) fn default_hc_timeout() -> f64 {
-    5.0
+pub(super) fn default_hc_timeout() -> Seconds {
+    const { Seconds::lit(5.0) }
 }
 pub(super) fn default_healthy_threshold() -> usize {
     2
@@ -182,20 +182,20 @@ pub(super) fn default_hc_method() -> HealthCheckMethod {
 pub(super) fn default_leeway() -> u64 {
     30
 }
-pub(super) fn default_jwks_refresh() -> f64 {
-    300.0
+pub(super) fn default_jwks_refresh() -> Seconds {
+    const { Seconds::lit(300.0) }
 }
-pub(super) fn default_jwks_min_refetch() -> f64 {
-    5.0
+pub(super) fn default_jwks_min_refetch() -> SecondsOrZero {
+    const { SecondsOrZero::lit(5.0) }
 }
-pub(super) fn default_fetch_timeout() -> f64 {
-    5.0
+pub(super) fn default_fetch_timeout() -> Seconds {
+    const { Seconds::lit(5.0) }
 }
 pub(super) fn default_cache_entries() -> usize {
     10_000
 }
-pub(super) fn default_introspection_ttl() -> f64 {
-    60.0
+pub(super) fn default_introspection_ttl() -> SecondsOrZero {
+    const { SecondsOrZero::lit(60.0) }
 }
 pub(super) fn default_realm() -> String {
     "pingora-gateway".into()

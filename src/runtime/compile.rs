@@ -29,7 +29,6 @@ use pingora_load_balancing::HealthRegistry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What compiled tables share across reloads.
 #[derive(Clone)]
@@ -173,10 +172,10 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             }
         }
         let timeouts = Timeouts {
-            connect: secs(*connect_timeout_seconds),
-            read: secs(*read_timeout_seconds),
-            write: secs(*write_timeout_seconds),
-            idle: secs(*idle_timeout_seconds),
+            connect: connect_timeout_seconds.duration(),
+            read: read_timeout_seconds.duration(),
+            write: write_timeout_seconds.duration(),
+            idle: idle_timeout_seconds.duration(),
         };
         for (i, (server, addr)) in servers.iter().zip(&addrs).enumerate() {
             match checked_as.get(addr) {
@@ -288,10 +287,10 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         router.insert(&pattern, narrowing, routes.len() as u32);
         let mut timeouts = pool.timeouts;
         if let Some(t) = read_timeout_seconds {
-            timeouts.read = secs(*t);
+            timeouts.read = t.duration();
         }
         if let Some(t) = write_timeout_seconds {
-            timeouts.write = secs(*t);
+            timeouts.write = t.duration();
         }
         routes.push(Route {
             pattern: path.as_str().into(),
@@ -468,10 +467,6 @@ pub fn effective_health_check(
         method: method.unwrap_or(global.method),
         use_https: use_https.unwrap_or(global.use_https),
     }
-}
-
-fn secs(s: f64) -> Duration {
-    crate::config::seconds(s)
 }
 
 #[cfg(test)]
