@@ -26,7 +26,6 @@ use pingora_load_balancing::HealthCheckService;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// How `gateway run` was invoked.
 #[derive(Debug, Clone)]
@@ -101,13 +100,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         ctx.metrics.downstream.clone(),
     ));
     let head_limits = HeadLimits {
-        timeout: Duration::from_secs(config.server.request_header_timeout_seconds),
+        timeout: config.server.request_header_timeout_seconds.duration(),
         max_bytes: config.server.max_request_header_bytes,
     };
     let certs = ctx.certs.clone();
     let mut app = ParkIdle::new(
         proxy_app,
-        Duration::from_secs(config.server.keepalive_timeout_seconds),
+        config.server.keepalive_timeout_seconds.duration(),
     )
     .with_head_limits(head_limits)
     .with_limits(limits.clone());
@@ -245,7 +244,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
             draining,
-            delay: Duration::from_secs(config.server.shutdown_delay_seconds),
+            delay: config.server.shutdown_delay_seconds.duration(),
         }),
     });
     crate::logging::flush();
@@ -307,8 +306,8 @@ fn server_conf(c: &FileConfig) -> ServerConf {
         work_stealing: s.work_stealing,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
-        grace_period_seconds: Some(s.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        grace_period_seconds: Some(s.grace_period_seconds.get()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds.get()),
         ..ServerConf::default()
     }
 }

@@ -129,7 +129,7 @@ impl Authenticator {
             algorithms
                 .as_ref()
                 .map(|v| v.iter().map(|a| algorithm(*a)).collect()),
-            *leeway_seconds,
+            leeway_seconds.get(),
             issuer.as_deref(),
             audience.as_deref(),
         );
@@ -312,7 +312,7 @@ mod tests {
     fn config() -> AuthConfig {
         AuthConfig {
             jwt_secret: Some(SECRET.into()),
-            leeway_seconds: 0,
+            leeway_seconds: crate::config::model::WholeSeconds::lit(0),
             jwks_url: Some("http://127.0.0.1:9/jwks".into()),
             fetch_timeout_seconds: crate::config::model::Seconds::lit(0.2),
             ..AuthConfig::default()

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 // Every `default = "…"` below names a function in `defaults.rs`.
 use super::defaults::*;
-pub use super::seconds::{Seconds, SecondsOrZero};
+pub use super::seconds::{Seconds, SecondsOrZero, WholeSeconds};
 
 /// pingora-gateway configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -77,17 +77,14 @@ pub struct ServerConfig {
     /// Seconds an old process keeps serving in-flight requests after a
     /// graceful upgrade or SIGTERM before it stops accepting. Default: 5.
     #[serde(default = "default_grace_period")]
-    #[schemars(range(max = 3600))]
-    pub grace_period_seconds: u64,
+    pub grace_period_seconds: WholeSeconds<0, 3600>,
     /// Lame-duck seconds on SIGTERM: `/readyz` answers 503 at once while the
     /// proxy keeps serving this long, then the grace period starts. Default: 0.
-    #[serde(default)]
-    #[schemars(range(max = 3600))]
-    pub shutdown_delay_seconds: u64,
+    #[serde(default = "default_shutdown_delay")]
+    pub shutdown_delay_seconds: WholeSeconds<0, 3600>,
     /// Seconds allowed for services to shut down once the grace period ended. Default: 5.
     #[serde(default = "default_shutdown_timeout")]
-    #[schemars(range(max = 3600))]
-    pub graceful_shutdown_timeout_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: WholeSeconds<0, 3600>,
     /// Set `SO_REUSEPORT` on the listener, so that several processes can
     /// share the port (the test harness uses it to reserve ports without
     /// races). Default: false: a second gateway on the same port fails to start.
@@ -138,8 +135,7 @@ pub struct ServerConfig {
     /// Seconds a client connection may stay idle between two requests before
     /// the gateway closes it (nginx's `keepalive_timeout`). Default: 60.
     #[serde(default = "default_keepalive_timeout")]
-    #[schemars(range(min = 1, max = 86400))]
-    pub keepalive_timeout_seconds: u64,
+    pub keepalive_timeout_seconds: WholeSeconds<1, 86400>,
     /// Seconds between checks of the config file's content, a backup for
     /// file systems that lose change notifications (Docker bind mounts,
     /// network file systems). Default: 5.
@@ -151,8 +147,7 @@ pub struct ServerConfig {
     /// is `keepalive_timeout_seconds`. The admin listener uses the same limit
     /// for each head, counted from the moment it waits for one. Default: 10.
     #[serde(default = "default_header_timeout")]
-    #[schemars(range(min = 1, max = 3600))]
-    pub request_header_timeout_seconds: u64,
+    pub request_header_timeout_seconds: WholeSeconds<1, 3600>,
     /// Bytes a request head (request line and headers, up to the blank line)
     /// may take; a longer one is answered `431` and the connection closed. A
     /// connection never buffers more than this for a head. At most
@@ -378,8 +373,7 @@ pub struct AuthConfig {
     pub token_validation_endpoint: Option<String>,
     /// Seconds of clock skew tolerated for `exp`, `nbf` and `iat`. Default: 30, at most 3600.
     #[serde(default = "default_leeway")]
-    #[schemars(range(max = 3600))]
-    pub leeway_seconds: u64,
+    pub leeway_seconds: WholeSeconds<0, 3600>,
     /// Expected `iss` claim; not checked when unset.
     #[serde(default)]
     pub issuer: Option<String>,

@@ -6,6 +6,9 @@
 //! outside them does not deserialize) and [`Seconds::duration`] (no
 //! `Duration::from_secs_f64` panic, no `Instant` overflow) all read them
 //! from the type. `MAX` is whole seconds, one year unless stated.
+//!
+//! [`WholeSeconds`] is the same for fields that take integers only
+//! (`[MIN, MAX]`, both in the type).
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
@@ -93,6 +96,68 @@ impl<const ZERO: bool, const MAX: u32> JsonSchema for Seconds<ZERO, MAX> {
     }
 }
 
+/// Whole seconds in `[MIN, MAX]` (fields that take integers only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WholeSeconds<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> WholeSeconds<MIN, MAX> {
+    /// `s` if it is within the bounds.
+    pub const fn new(s: u64) -> Option<Self> {
+        if s >= MIN && s <= MAX {
+            Some(WholeSeconds(s))
+        } else {
+            None
+        }
+    }
+
+    /// A constant: `const { WholeSeconds::lit(5) }` (out of bounds: a
+    /// compile error there).
+    pub const fn lit(s: u64) -> Self {
+        match Self::new(s) {
+            Some(v) => v,
+            None => panic!("seconds out of bounds"),
+        }
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    pub const fn duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Serialize for WholeSeconds<MIN, MAX> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for WholeSeconds<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = u64::deserialize(d)?;
+        Self::new(s).ok_or_else(|| {
+            let expected = format!("whole seconds in [{MIN}, {MAX}]");
+            de::Error::invalid_value(de::Unexpected::Unsigned(s), &expected.as_str())
+        })
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> JsonSchema for WholeSeconds<MIN, MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        format!("WholeSeconds{MIN}To{MAX}").into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "integer", "format": "uint64", "minimum": MIN, "maximum": MAX })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +208,21 @@ mod tests {
         assert!(de(serde_json::json!("5")).is_err());
         let z = serde_json::from_value::<SecondsOrZero>(serde_json::json!(0)).unwrap();
         assert_eq!(serde_json::to_value(z).unwrap(), serde_json::json!(0.0));
+    }
+
+    #[test]
+    fn whole_seconds_keep_their_bounds() {
+        type W = WholeSeconds<1, 3600>;
+        let de = |v: serde_json::Value| serde_json::from_value::<W>(v).map(W::get);
+        assert_eq!(de(serde_json::json!(1)).ok(), Some(1));
+        assert_eq!(de(serde_json::json!(3600)).ok(), Some(3600));
+        let e = de(serde_json::json!(0)).unwrap_err().to_string();
+        assert!(e.contains("expected whole seconds in [1, 3600]"), "{e}");
+        assert!(de(serde_json::json!(3601)).is_err());
+        assert!(de(serde_json::json!(1.5)).is_err());
+        assert_eq!(W::lit(2).duration(), Duration::from_secs(2));
+        let s = serde_json::to_value(schemars::schema_for!(W)).unwrap();
+        assert_eq!((&s["minimum"], &s["maximum"]), (&1.into(), &3600.into()));
     }
 
     #[test]
