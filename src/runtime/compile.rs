@@ -7,6 +7,7 @@
 
 use super::{Route, RouteTable};
 use crate::auth::{Authenticator, JwksRegistry};
+use crate::config::diag::escape_segment;
 use crate::config::model::{
     FileConfig, HealthCheckConfig, HealthCheckOverride, IntrospectionMode, RouteConfig,
     UpstreamConfig,
@@ -292,6 +293,30 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         if let Some(t) = write_timeout_seconds {
             timeouts.write = t.duration();
         }
+        let keep_headers = parse_each(
+            keep_request_headers,
+            &at("keep_request_headers"),
+            &mut report,
+            |l| KeepHeaders::parse(l),
+        );
+        let rate_limit = rate_limit.as_ref().and_then(|name| {
+            let Some(policy) = config.rate_limits.get(name) else {
+                report.error(
+                    &at("rate_limit"),
+                    format!("no rate_limits policy \"{name}\""),
+                );
+                return None;
+            };
+            let Some(limiter) = ctx.limiters.get(name, policy) else {
+                let key = format!("/rate_limits/{}/key", escape_segment(name));
+                report.error(&key, format!("invalid key \"{}\"", policy.key));
+                return None;
+            };
+            Some(super::RouteLimit {
+                limiter,
+                limited: ctx.metrics.rate_limited.with_label_values(&[path, name]),
+            })
+        });
         routes.push(Route {
             pattern: path.as_str().into(),
             prefix: pattern.prefix.into(),
@@ -301,15 +326,10 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             timeouts,
             required_scopes: required_scopes.iter().map(|s| s.as_str().into()).collect(),
             max_body_bytes: max_body_bytes.unwrap_or(config.server.max_body_bytes),
-            keep_headers: KeepHeaders::parse(keep_request_headers).unwrap_or_default(),
+            keep_headers,
             metrics: ctx.metrics.route(path, upstream),
             edge: super::RouteEdge {
-                rate_limit: rate_limit.as_ref().and_then(|name| {
-                    Some(super::RouteLimit {
-                        limiter: ctx.limiters.get(name, config.rate_limits.get(name)?)?,
-                        limited: ctx.metrics.rate_limited.with_label_values(&[path, name]),
-                    })
-                }),
+                rate_limit,
                 cors: cors.as_ref().map(crate::policy::Cors::new),
                 request_headers: crate::policy::HeaderRules::new(request_headers),
                 response_headers: crate::policy::HeaderRules::new(response_headers),
@@ -321,10 +341,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         .response_headers
         .iter()
         .filter_map(|(k, v)| {
-            let at = format!(
-                "/response_headers/{}",
-                crate::config::diag::escape_segment(k)
-            );
+            let at = format!("/response_headers/{}", escape_segment(k));
             match (
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(v),
@@ -366,6 +383,12 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         || a.introspection.mode != IntrospectionMode::Off;
     let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks, &auth_roots));
 
+    let trusted_proxies = parse_each(
+        &config.server.trusted_proxies,
+        "/server/trusted_proxies",
+        &mut report,
+        |l| TrustedProxies::parse(l),
+    );
     // What check should have refused (never silently compiled around).
     if !report.errors.is_empty() {
         report.warnings = warnings;
@@ -388,7 +411,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             .is_some_and(|t| t.acme.is_some())
             .then(|| ctx.challenges.clone()),
         compression: crate::policy::Compression::new(&config.compression).map(Arc::new),
-        trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
+        trusted_proxies,
         access_log: config.logging.access_log,
         auth,
         health: ctx.checker.clone(),
@@ -433,6 +456,27 @@ fn load_certificates(
         }
     }
     out
+}
+
+/// `parse` of the entries of `list` that parse alone; each other one is
+/// reported at `pointer/INDEX` (where a placeholder's error is not said).
+fn parse_each<T: Default>(
+    list: &[String],
+    pointer: &str,
+    report: &mut crate::config::Reporter,
+    parse: impl Fn(&[&str]) -> Result<T, String>,
+) -> T {
+    let mut good = Vec::with_capacity(list.len());
+    for (i, s) in list.iter().enumerate() {
+        match parse(&[s.as_str()]) {
+            Ok(_) => good.push(s.as_str()),
+            Err(msg) => report.error(&format!("{pointer}/{i}"), msg),
+        }
+    }
+    parse(&good).unwrap_or_else(|msg| {
+        report.error(pointer, msg);
+        T::default()
+    })
 }
 
 /// The global `health_check` with an upstream's override applied.
