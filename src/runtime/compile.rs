@@ -113,8 +113,11 @@ pub fn prepare_bytes(
     compile(load_bytes(name, bytes, &env, allow_missing_env)?, ctx)
 }
 
-/// Compiles a checked config. Fails only on what can't be known without
-/// touching the outside world (a server name that does not resolve).
+/// Compiles a checked config. Fails on what can't be known without
+/// touching the outside world (a server name that does not resolve, a file),
+/// and, never by a panic, on a value it parses again that check let through
+/// (an error in the same [`ConfigErrors`]; a placeholder of `validate
+/// --allow-missing-env` is left out silently).
 pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigErrors> {
     let Loaded {
         config,
