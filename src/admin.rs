@@ -1,8 +1,10 @@
 //! The admin listener (`/metrics`, `/healthz`, `/readyz`): cold path, on
 //! `127.0.0.1` by default. It reads the runtime snapshot, the health checker
 //! and the reload stats at scrape time and hands plain values to
-//! [`Metrics::render`]; connection counts come from `/proc`.
+//! [`Metrics::render`]; the open client connections are the gateway's own
+//! count ([`ConnLimits::open`], the places taken by admitted connections).
 
+use crate::downstream::ConnLimits;
 use crate::health::Checker;
 use crate::metrics::{Metrics, Scrape};
 use crate::reload::ReloadStats;
@@ -24,9 +26,9 @@ pub struct AdminState {
     pub reloads: Arc<ReloadStats>,
     pub table: Arc<ArcSwap<RouteTable>>,
     pub draining: Arc<AtomicBool>,
-    pub proxy_port: u16,
-    /// The HTTPS listener's port, when there is one.
-    pub tls_port: Option<u16>,
+    /// The connection caps' count of open client connections (plain and
+    /// HTTPS: both listeners admit through the same [`ConnLimits`]).
+    pub limits: Arc<ConnLimits>,
     pub metrics_path: String,
     /// The certificates the HTTPS listener serves (none without `tls`).
     pub certs: Option<Arc<CertStore>>,
@@ -73,8 +75,7 @@ impl AdminState {
             last_reload_ok: r.last_successful.load(Ordering::Relaxed),
             last_success_timestamp: r.last_success_timestamp.load(Ordering::Relaxed),
             config_hash: r.config_hash.load(Ordering::Relaxed).to_string(),
-            downstream_connections: established_connections(self.proxy_port)
-                .map(|n| n + self.tls_port.and_then(established_connections).unwrap_or(0)),
+            downstream_connections: self.limits.open(),
             certificates: self.certs.as_ref().map_or_else(Vec::new, |c| {
                 c.snapshot()
                     .entries()
@@ -145,32 +146,6 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     r
-}
-
-/// Established TCP connections whose local port is `port` (Linux; read at
-/// scrape time from /proc, never on the request path).
-fn established_connections(port: u16) -> Option<usize> {
-    let mut n = 0;
-    let mut any = false;
-    for file in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        any = true;
-        for line in text.lines().skip(1) {
-            let mut f = line.split_whitespace();
-            let local = f.nth(1).unwrap_or("");
-            let state = f.nth(1).unwrap_or("");
-            let local_port = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if state == "01" && local_port == Some(port) {
-                n += 1;
-            }
-        }
-    }
-    any.then_some(n)
 }
 
 /// The admin listener as a Pingora listening application: Pingora binds

@@ -54,7 +54,7 @@ impl Spec {
         c: &HealthCheckConfig,
         tls: impl FnOnce(&mut HttpPeer),
     ) -> Spec {
-        let timeout = crate::config::seconds(c.timeout_seconds);
+        let timeout = c.timeout_seconds.duration();
         let mut probe = HttpHealthCheck::new(server, c.use_https);
         if c.use_https {
             tls(&mut probe.peer_template);
@@ -86,7 +86,7 @@ impl Spec {
             upstream: upstream.into(),
             server: server.into(),
             enabled: c.enabled,
-            interval: crate::config::seconds(c.interval_seconds),
+            interval: c.interval_seconds.duration(),
             timeout,
             healthy_threshold: c.healthy_threshold,
             unhealthy_threshold: c.unhealthy_threshold,

@@ -324,9 +324,8 @@ impl Metrics {
         self.last_reload_ts.set(s.last_success_timestamp as i64);
         self.config_info.reset();
         self.config_info.with_label_values(&[&s.config_hash]).set(1);
-        if let Some(n) = s.downstream_connections {
-            self.downstream_connections.set(n as i64);
-        }
+        self.downstream_connections
+            .set(i64::try_from(s.downstream_connections).unwrap_or(i64::MAX));
         self.tls_expiry.reset();
         for (name, source, not_after) in &s.certificates {
             self.tls_expiry
@@ -360,8 +359,9 @@ pub struct Scrape {
     pub last_success_timestamp: u64,
     /// The `hash` label of `gateway_config_info`.
     pub config_hash: String,
-    /// Established connections to the proxy port, when known.
-    pub downstream_connections: Option<usize>,
+    /// Open client connections (admitted by the connection caps, plain and
+    /// HTTPS).
+    pub downstream_connections: usize,
     /// `(name, source, not_after)` of every served certificate.
     pub certificates: Vec<(String, &'static str, i64)>,
 }

@@ -26,7 +26,6 @@ use pingora_load_balancing::HealthCheckService;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// How `gateway run` was invoked.
 #[derive(Debug, Clone)]
@@ -101,13 +100,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         ctx.metrics.downstream.clone(),
     ));
     let head_limits = HeadLimits {
-        timeout: Duration::from_secs(config.server.request_header_timeout_seconds),
+        timeout: config.server.request_header_timeout_seconds.duration(),
         max_bytes: config.server.max_request_header_bytes,
     };
     let certs = ctx.certs.clone();
     let mut app = ParkIdle::new(
         proxy_app,
-        Duration::from_secs(config.server.keepalive_timeout_seconds),
+        config.server.keepalive_timeout_seconds.duration(),
     )
     .with_head_limits(head_limits)
     .with_limits(limits.clone());
@@ -118,7 +117,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         let port = t
             .bind_address
             .parse::<std::net::SocketAddr>()
-            .expect("checked")
+            .map_err(|e| StartError::Server(format!("tls.bind_address: {e}")))?
             .port();
         let acceptor = Acceptor::new(
             certs.store().clone(),
@@ -202,23 +201,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     ));
     if config.metrics.enabled {
         let addr = config.metrics.bind_address.as_str();
-        let proxy_port = config
-            .server
-            .bind_address
-            .parse::<std::net::SocketAddr>()
-            .map_or(0, |a| a.port());
         let state = Arc::new(AdminState {
             metrics,
             checker,
             reloads: reloader.stats.clone(),
             table,
             draining: draining.clone(),
-            proxy_port,
-            tls_port: config
-                .tls
-                .as_ref()
-                .and_then(|t| t.bind_address.parse::<std::net::SocketAddr>().ok())
-                .map(|a| a.port()),
+            limits: limits.clone(),
             metrics_path: config.metrics.path.clone(),
             certs: config.tls.is_some().then(|| certs.store().clone()),
         });
@@ -237,7 +226,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         "config reload",
         ReloadService {
             reloader,
-            poll: crate::config::seconds(config.server.config_poll_interval_seconds),
+            poll: config.server.config_poll_interval_seconds.duration(),
         },
     ));
 
@@ -255,7 +244,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
             draining,
-            delay: Duration::from_secs(config.server.shutdown_delay_seconds),
+            delay: config.server.shutdown_delay_seconds.duration(),
         }),
     });
     crate::logging::flush();
@@ -317,8 +306,8 @@ fn server_conf(c: &FileConfig) -> ServerConf {
         work_stealing: s.work_stealing,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
-        grace_period_seconds: Some(s.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        grace_period_seconds: Some(s.grace_period_seconds.get()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds.get()),
         ..ServerConf::default()
     }
 }

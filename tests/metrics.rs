@@ -246,14 +246,22 @@ async fn counters_histograms_and_labels_after_a_mix_of_traffic() {
         "healthy all along"
     );
 
-    // A keep-alive client connection shows up.
-    let _held = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            value(&scrape(&gw).await, "gateway_downstream_connections", &[]) >= 1.0
+    // Open client connections are the gateway's own count: exactly the
+    // ones held (once the harness's probes are gone), and none after.
+    let gw = &gw;
+    let open = |n: f64| async move {
+        eventually(Duration::from_secs(3), || async move {
+            value(&scrape(gw).await, "gateway_downstream_connections", &[]) == n
         })
         .await
-    );
+    };
+    assert!(open(0.0).await, "the harness's probes have closed");
+    let held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap())
+        .collect();
+    assert!(open(2.0).await, "two held connections");
+    drop(held);
+    assert!(open(0.0).await, "closed again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -266,6 +266,57 @@ fn response_serial(r: &reqwest::Response) -> u64 {
 const TLS12_13: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
+/// A TLS connection to `port`, offering `alpn`, kept open by the caller.
+async fn open_tls(
+    port: u16,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(TLS12_13)
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCert))
+    .with_no_client_auth();
+    c.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(c))
+        .connect(ServerName::try_from("a.test").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn https_connections_count_in_gateway_downstream_connections() {
+    let up = Upstream::start("app").await;
+    let ca = Ca::new();
+    let h = Https::start(
+        &up,
+        |d| vec![write_pair(d, "a", &ca.leaf(&["a.test"], 0xa1))],
+        "",
+    );
+    let open = |n: f64| {
+        let gw = &h.gw;
+        async move {
+            common::eventually(Duration::from_secs(5), || async move {
+                common::scrape(gw).await["gateway_downstream_connections"] == n
+            })
+            .await
+        }
+    };
+    assert!(open(0.0).await, "the harness's probes have closed");
+    // HTTP/1.1 and HTTP/2 over TLS, and one plain: the gateway's own count.
+    let h1 = open_tls(h.port, b"http/1.1").await;
+    let h2 = open_tls(h.port, b"h2").await;
+    let plain = std::net::TcpStream::connect(("127.0.0.1", h.gw.port)).unwrap();
+    assert!(open(3.0).await, "{:?}", common::scrape(&h.gw).await);
+    drop((h1, h2, plain));
+    assert!(open(0.0).await, "all closed");
+}
+
 #[tokio::test]
 async fn sni_picks_the_certificate_by_name_and_unknown_names_get_the_first() {
     let up = Upstream::start("app").await;

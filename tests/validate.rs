@@ -187,3 +187,16 @@ fn a_tab_in_the_indentation_is_named() {
         "{out}"
     );
 }
+
+#[test]
+fn placeholders_where_compile_parses_are_no_panic() {
+    // A route's path, upstream, methods, kept headers and rate limit, a
+    // policy's key, a trusted proxy and a header value that are unset
+    // variables: check says nothing about them, and compile leaves them out
+    // instead of trusting that check refused them (or reporting them).
+    let text = "upstreams:\n  app:\n    servers: [\"127.0.0.1:9\"]\nroutes:\n  - path: ${GATEWAY_TEST_UNSET_PATH}\n    upstream: app\n    auth_required: false\n  - path: /b\n    upstream: ${GATEWAY_TEST_UNSET_UPSTREAM}\n    auth_required: false\n  - path: /c\n    upstream: app\n    auth_required: false\n    methods: [\"${GATEWAY_TEST_UNSET_METHOD}\"]\n    keep_request_headers: [\"${GATEWAY_TEST_UNSET_KEEP}\"]\n    rate_limit: p\n  - path: /d\n    upstream: app\n    auth_required: false\n    rate_limit: ${GATEWAY_TEST_UNSET_POLICY}\nrate_limits:\n  p: { requests_per_second: 5, burst: 5, key: \"${GATEWAY_TEST_UNSET_KEY}\" }\nserver:\n  trusted_proxies: [\"${GATEWAY_TEST_UNSET_PROXY}\"]\nresponse_headers:\n  x-a: \"${GATEWAY_TEST_UNSET_VALUE}\"\n";
+    let (code, out) = gateway(&["validate", "--allow-missing-env", "-"], text, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.trim_end().ends_with(": ok"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+}

@@ -106,7 +106,7 @@ impl Authenticator {
             ca_file: _,
         } = c;
         let client = registry.client(extra_roots);
-        let timeout = crate::config::seconds(*fetch_timeout_seconds);
+        let timeout = fetch_timeout_seconds.duration();
         let location = match (jwks_url, oauth_service_url) {
             (Some(u), _) => Some(JwksLocation::Url(u.clone())),
             (None, Some(base)) => Some(JwksLocation::Discover(base.clone())),
@@ -116,8 +116,8 @@ impl Authenticator {
             registry.source(
                 l,
                 JwksSettings {
-                    refresh: crate::config::seconds(*jwks_refresh_seconds),
-                    min_refetch: crate::config::seconds(*jwks_min_refetch_seconds),
+                    refresh: jwks_refresh_seconds.duration(),
+                    min_refetch: jwks_min_refetch_seconds.duration(),
                     timeout,
                 },
                 client.clone(),
@@ -129,7 +129,7 @@ impl Authenticator {
             algorithms
                 .as_ref()
                 .map(|v| v.iter().map(|a| algorithm(*a)).collect()),
-            *leeway_seconds,
+            leeway_seconds.get(),
             issuer.as_deref(),
             audience.as_deref(),
         );
@@ -154,7 +154,7 @@ impl Authenticator {
             jwt,
             introspector,
             mode: *mode,
-            introspection_ttl: crate::config::seconds(*cache_ttl_seconds),
+            introspection_ttl: cache_ttl_seconds.duration(),
             cache: TokenCache::new(*cache_max_entries),
             identity_headers: IdentityHeaders::from_config(identity_headers),
             cookie_name: cookie_name.as_deref().map(Into::into),
@@ -312,9 +312,9 @@ mod tests {
     fn config() -> AuthConfig {
         AuthConfig {
             jwt_secret: Some(SECRET.into()),
-            leeway_seconds: 0,
+            leeway_seconds: crate::config::model::WholeSeconds::lit(0),
             jwks_url: Some("http://127.0.0.1:9/jwks".into()),
-            fetch_timeout_seconds: 0.2,
+            fetch_timeout_seconds: crate::config::model::Seconds::lit(0.2),
             ..AuthConfig::default()
         }
     }

@@ -14,7 +14,7 @@ impl Default for ServerConfig {
             upgrade_sock: default_upgrade_sock(),
             grace_period_seconds: default_grace_period(),
             graceful_shutdown_timeout_seconds: default_shutdown_timeout(),
-            shutdown_delay_seconds: 0,
+            shutdown_delay_seconds: default_shutdown_delay(),
             reuse_port: false,
             trusted_proxies: Vec::new(),
             max_body_bytes: default_max_body(),
@@ -119,11 +119,11 @@ pub(super) fn default_pid_file() -> String {
 pub(super) fn default_upgrade_sock() -> String {
     "/tmp/pingora-gateway-upgrade.sock".into()
 }
-pub(super) fn default_grace_period() -> u64 {
-    5
+pub(super) fn default_grace_period() -> WholeSeconds<0, 3600> {
+    const { WholeSeconds::lit(5) }
 }
-pub(super) fn default_shutdown_timeout() -> u64 {
-    5
+pub(super) fn default_shutdown_timeout() -> WholeSeconds<0, 3600> {
+    const { WholeSeconds::lit(5) }
 }
 pub(super) fn default_max_body() -> u64 {
     10 * 1024 * 1024
@@ -134,35 +134,38 @@ pub(super) fn default_read_buffer() -> usize {
 /// How long a connection may sit idle between requests, unless configured
 /// (Pingora's default).
 pub const KEEPALIVE_SECONDS: u64 = 60;
-pub(super) fn default_keepalive_timeout() -> u64 {
-    KEEPALIVE_SECONDS
+pub(super) fn default_keepalive_timeout() -> WholeSeconds<1, 86400> {
+    const { WholeSeconds::lit(KEEPALIVE_SECONDS) }
 }
-pub(super) fn default_config_poll() -> f64 {
-    5.0
+pub(super) fn default_shutdown_delay() -> WholeSeconds<0, 3600> {
+    const { WholeSeconds::lit(0) }
 }
-pub(super) fn default_header_timeout() -> u64 {
-    10
+pub(super) fn default_config_poll() -> Seconds {
+    const { Seconds::lit(5.0) }
+}
+pub(super) fn default_header_timeout() -> WholeSeconds<1, 3600> {
+    const { WholeSeconds::lit(10) }
 }
 pub(super) fn default_max_header_bytes() -> usize {
     65536
 }
-pub(super) fn default_connect_timeout() -> f64 {
-    2.0
+pub(super) fn default_connect_timeout() -> Seconds {
+    const { Seconds::lit(2.0) }
 }
-pub(super) fn default_io_timeout() -> f64 {
-    60.0
+pub(super) fn default_io_timeout() -> Seconds {
+    const { Seconds::lit(60.0) }
 }
-pub(super) fn default_idle_timeout() -> f64 {
-    4.0
+pub(super) fn default_idle_timeout() -> Seconds {
+    const { Seconds::lit(4.0) }
 }
 pub(super) fn default_retries() -> usize {
     1
 }
-pub(super) fn default_hc_interval() -> f64 {
-    10.0
+pub(super) fn default_hc_interval() -> Seconds {
+    const { Seconds::lit(10.0) }
 }
-pub(super) fn default_hc_timeout() -> f64 {
-    5.0
+pub(super) fn default_hc_timeout() -> Seconds {
+    const { Seconds::lit(5.0) }
 }
 pub(super) fn default_healthy_threshold() -> usize {
     2
@@ -179,23 +182,23 @@ pub(super) fn default_hc_codes() -> Vec<u16> {
 pub(super) fn default_hc_method() -> HealthCheckMethod {
     HealthCheckMethod::Get
 }
-pub(super) fn default_leeway() -> u64 {
-    30
+pub(super) fn default_leeway() -> WholeSeconds<0, 3600> {
+    const { WholeSeconds::lit(30) }
 }
-pub(super) fn default_jwks_refresh() -> f64 {
-    300.0
+pub(super) fn default_jwks_refresh() -> Seconds {
+    const { Seconds::lit(300.0) }
 }
-pub(super) fn default_jwks_min_refetch() -> f64 {
-    5.0
+pub(super) fn default_jwks_min_refetch() -> SecondsOrZero {
+    const { SecondsOrZero::lit(5.0) }
 }
-pub(super) fn default_fetch_timeout() -> f64 {
-    5.0
+pub(super) fn default_fetch_timeout() -> Seconds {
+    const { Seconds::lit(5.0) }
 }
 pub(super) fn default_cache_entries() -> usize {
     10_000
 }
-pub(super) fn default_introspection_ttl() -> f64 {
-    60.0
+pub(super) fn default_introspection_ttl() -> SecondsOrZero {
+    const { SecondsOrZero::lit(60.0) }
 }
 pub(super) fn default_realm() -> String {
     "pingora-gateway".into()

@@ -13,6 +13,7 @@ mod hash;
 pub mod model;
 mod one_or_many;
 mod repair;
+pub mod seconds;
 pub mod source;
 pub mod tls;
 pub mod upstream_tls;
@@ -397,14 +398,6 @@ pub(crate) fn did_you_mean<'a>(name: &str, known: &[&'a str]) -> Option<&'a str>
 /// serde_yaml appends " at line L column C"; the diagnostic already says so.
 fn strip_location(msg: &str) -> &str {
     msg.find(" at line ").map_or(msg, |i| &msg[..i])
-}
-
-/// Seconds from the file as a `Duration`, clamped to `[0, one year]` (the
-/// schema's bound): never the panic of `Duration::from_secs_f64` on a huge,
-/// negative or NaN value, and never an `Instant` overflow when added to now.
-pub fn seconds(s: f64) -> std::time::Duration {
-    const MAX: f64 = 31_536_000.0;
-    std::time::Duration::from_secs_f64(if s.is_nan() { 0.0 } else { s.clamp(0.0, MAX) })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 // Every `default = "…"` below names a function in `defaults.rs`.
 use super::defaults::*;
+pub use super::seconds::{Seconds, SecondsOrZero, WholeSeconds};
 
 /// pingora-gateway configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -76,17 +77,14 @@ pub struct ServerConfig {
     /// Seconds an old process keeps serving in-flight requests after a
     /// graceful upgrade or SIGTERM before it stops accepting. Default: 5.
     #[serde(default = "default_grace_period")]
-    #[schemars(range(max = 3600))]
-    pub grace_period_seconds: u64,
+    pub grace_period_seconds: WholeSeconds<0, 3600>,
     /// Lame-duck seconds on SIGTERM: `/readyz` answers 503 at once while the
     /// proxy keeps serving this long, then the grace period starts. Default: 0.
-    #[serde(default)]
-    #[schemars(range(max = 3600))]
-    pub shutdown_delay_seconds: u64,
+    #[serde(default = "default_shutdown_delay")]
+    pub shutdown_delay_seconds: WholeSeconds<0, 3600>,
     /// Seconds allowed for services to shut down once the grace period ended. Default: 5.
     #[serde(default = "default_shutdown_timeout")]
-    #[schemars(range(max = 3600))]
-    pub graceful_shutdown_timeout_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: WholeSeconds<0, 3600>,
     /// Set `SO_REUSEPORT` on the listener, so that several processes can
     /// share the port (the test harness uses it to reserve ports without
     /// races). Default: false: a second gateway on the same port fails to start.
@@ -137,22 +135,19 @@ pub struct ServerConfig {
     /// Seconds a client connection may stay idle between two requests before
     /// the gateway closes it (nginx's `keepalive_timeout`). Default: 60.
     #[serde(default = "default_keepalive_timeout")]
-    #[schemars(range(min = 1, max = 86400))]
-    pub keepalive_timeout_seconds: u64,
+    pub keepalive_timeout_seconds: WholeSeconds<1, 86400>,
     /// Seconds between checks of the config file's content, a backup for
     /// file systems that lose change notifications (Docker bind mounts,
     /// network file systems). Default: 5.
     #[serde(default = "default_config_poll")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub config_poll_interval_seconds: f64,
+    pub config_poll_interval_seconds: Seconds,
     /// Seconds a client has to send a whole request head (request line and
     /// headers), counted from its first byte; a head still incomplete then is
     /// answered `408` and the connection closed. The wait for that first byte
     /// is `keepalive_timeout_seconds`. The admin listener uses the same limit
     /// for each head, counted from the moment it waits for one. Default: 10.
     #[serde(default = "default_header_timeout")]
-    #[schemars(range(min = 1, max = 3600))]
-    pub request_header_timeout_seconds: u64,
+    pub request_header_timeout_seconds: WholeSeconds<1, 3600>,
     /// Bytes a request head (request line and headers, up to the blank line)
     /// may take; a longer one is answered `431` and the connection closed. A
     /// connection never buffers more than this for a head. At most
@@ -187,22 +182,18 @@ pub struct UpstreamConfig {
     pub servers: Vec<String>,
     /// Seconds to establish a TCP connection. Default: 2.
     #[serde(default = "default_connect_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub connect_timeout_seconds: f64,
+    pub connect_timeout_seconds: Seconds,
     /// Seconds to wait for each read from the upstream (response headers or
     /// the next body chunk). Default: 60.
     #[serde(default = "default_io_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub read_timeout_seconds: f64,
+    pub read_timeout_seconds: Seconds,
     /// Seconds to wait for each write to the upstream. Default: 60.
     #[serde(default = "default_io_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub write_timeout_seconds: f64,
+    pub write_timeout_seconds: Seconds,
     /// Seconds an idle pooled upstream connection is kept. Default: 4, below
     /// the 5 s after which Node.js (Next.js) servers close idle connections.
     #[serde(default = "default_idle_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub idle_timeout_seconds: f64,
+    pub idle_timeout_seconds: Seconds,
     /// How many other servers a request that could not connect is retried on.
     /// Default: 1.
     #[serde(default = "default_retries")]
@@ -254,12 +245,10 @@ pub struct RouteConfig {
     /// Overrides the upstream's `read_timeout_seconds` for this route
     /// (e.g. long-lived streams).
     #[serde(default)]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub read_timeout_seconds: Option<f64>,
+    pub read_timeout_seconds: Option<Seconds>,
     /// Overrides the upstream's `write_timeout_seconds` for this route.
     #[serde(default)]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub write_timeout_seconds: Option<f64>,
+    pub write_timeout_seconds: Option<Seconds>,
     /// Scopes the token must all carry (from `scope` or `scp`). Default: none.
     #[serde(default)]
     pub required_scopes: Vec<String>,
@@ -297,12 +286,10 @@ pub struct HealthCheckConfig {
     pub enabled: bool,
     /// Seconds between checks of one server. Default: 10.
     #[serde(default = "default_hc_interval")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub interval_seconds: f64,
+    pub interval_seconds: Seconds,
     /// Seconds a check may take (connect plus response headers). Default: 5.
     #[serde(default = "default_hc_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub timeout_seconds: f64,
+    pub timeout_seconds: Seconds,
     /// Consecutive passing checks that bring a server back. Default: 2.
     #[serde(default = "default_healthy_threshold")]
     #[schemars(range(min = 1, max = 1000))]
@@ -336,11 +323,9 @@ pub struct HealthCheckOverride {
     /// See `health_check.enabled`.
     pub enabled: Option<bool>,
     /// See `health_check.interval_seconds`.
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub interval_seconds: Option<f64>,
+    pub interval_seconds: Option<Seconds>,
     /// See `health_check.timeout_seconds`.
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub timeout_seconds: Option<f64>,
+    pub timeout_seconds: Option<Seconds>,
     /// See `health_check.healthy_threshold`.
     #[schemars(range(min = 1, max = 1000))]
     pub healthy_threshold: Option<usize>,
@@ -388,8 +373,7 @@ pub struct AuthConfig {
     pub token_validation_endpoint: Option<String>,
     /// Seconds of clock skew tolerated for `exp`, `nbf` and `iat`. Default: 30, at most 3600.
     #[serde(default = "default_leeway")]
-    #[schemars(range(max = 3600))]
-    pub leeway_seconds: u64,
+    pub leeway_seconds: WholeSeconds<0, 3600>,
     /// Expected `iss` claim; not checked when unset.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -404,18 +388,15 @@ pub struct AuthConfig {
     pub jwks_url: Option<String>,
     /// Seconds between background refreshes of the key set. Default: 300.
     #[serde(default = "default_jwks_refresh")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub jwks_refresh_seconds: f64,
+    pub jwks_refresh_seconds: Seconds,
     /// Minimum seconds between two fetches triggered by tokens naming an
     /// unknown `kid`. Default: 5.
     #[serde(default = "default_jwks_min_refetch")]
-    #[schemars(range(min = 0, max = 31_536_000))]
-    pub jwks_min_refetch_seconds: f64,
+    pub jwks_min_refetch_seconds: SecondsOrZero,
     /// Seconds a fetch from the authority (discovery, key set,
     /// introspection) may take. Default: 5.
     #[serde(default = "default_fetch_timeout")]
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 31_536_000))]
-    pub fetch_timeout_seconds: f64,
+    pub fetch_timeout_seconds: Seconds,
     /// Accepted JWT algorithms. Default: every algorithm that fits a
     /// configured key (HS* for `jwt_secret`, the key type's for JWKS keys).
     #[serde(default)]
@@ -504,8 +485,7 @@ pub struct IntrospectionConfig {
     /// Seconds an `active` answer is reused (never past the token's `exp`).
     /// Default: 60.
     #[serde(default = "default_introspection_ttl")]
-    #[schemars(range(min = 0, max = 31_536_000))]
-    pub cache_ttl_seconds: f64,
+    pub cache_ttl_seconds: SecondsOrZero,
 }
 
 /// Login redirect for browser navigations (GET accepting `text/html`).

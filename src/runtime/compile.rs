@@ -7,6 +7,7 @@
 
 use super::{Route, RouteTable};
 use crate::auth::{Authenticator, JwksRegistry};
+use crate::config::diag::escape_segment;
 use crate::config::model::{
     FileConfig, HealthCheckConfig, HealthCheckOverride, IntrospectionMode, RouteConfig,
     UpstreamConfig,
@@ -29,7 +30,6 @@ use pingora_load_balancing::HealthRegistry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What compiled tables share across reloads.
 #[derive(Clone)]
@@ -113,8 +113,11 @@ pub fn prepare_bytes(
     compile(load_bytes(name, bytes, &env, allow_missing_env)?, ctx)
 }
 
-/// Compiles a checked config. Fails only on what can't be known without
-/// touching the outside world (a server name that does not resolve).
+/// Compiles a checked config. Fails on what can't be known without
+/// touching the outside world (a server name that does not resolve, a file),
+/// and, never by a panic, on a value it parses again that check let through
+/// (an error in the same [`ConfigErrors`]; a placeholder of `validate
+/// --allow-missing-env` is left out silently).
 pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigErrors> {
     let Loaded {
         config,
@@ -173,10 +176,10 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             }
         }
         let timeouts = Timeouts {
-            connect: secs(*connect_timeout_seconds),
-            read: secs(*read_timeout_seconds),
-            write: secs(*write_timeout_seconds),
-            idle: secs(*idle_timeout_seconds),
+            connect: connect_timeout_seconds.duration(),
+            read: read_timeout_seconds.duration(),
+            write: write_timeout_seconds.duration(),
+            idle: idle_timeout_seconds.duration(),
         };
         for (i, (server, addr)) in servers.iter().zip(&addrs).enumerate() {
             match checked_as.get(addr) {
@@ -252,7 +255,22 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             request_headers,
             response_headers,
         } = r;
-        let pattern = Pattern::parse(path).expect("checked");
+        // Check has refused what fails here; a failure left is a value
+        // nothing may be concluded from (a placeholder of `validate
+        // --allow-missing-env`, whose error is not reported): the route is
+        // left out, so the router's indices stay those of `routes`.
+        let at = |field: &str| format!("/routes/{i}/{field}");
+        let pattern = match Pattern::parse(path) {
+            Ok(p) => p,
+            Err(msg) => {
+                report.error(&at("path"), msg);
+                continue;
+            }
+        };
+        let Some(pool) = upstreams.get(upstream).cloned() else {
+            report.error(&at("upstream"), format!("no upstream named \"{upstream}\""));
+            continue;
+        };
         let narrowing = Narrowing {
             host: host.as_ref().map(|h| {
                 Host::parse(h)
@@ -261,19 +279,47 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             }),
             methods: methods.as_ref().map(|ms| {
                 ms.iter()
-                    .map(|m| Method::from_bytes(m.as_bytes()).expect("checked"))
+                    .enumerate()
+                    .filter_map(|(j, m)| {
+                        Method::from_bytes(m.as_bytes())
+                            .map_err(|e| report.error(&at(&format!("methods/{j}")), e.to_string()))
+                            .ok()
+                    })
                     .collect()
             }),
         };
-        router.insert(&pattern, narrowing, i as u32);
-        let pool = upstreams[upstream].clone();
+        router.insert(&pattern, narrowing, routes.len() as u32);
         let mut timeouts = pool.timeouts;
         if let Some(t) = read_timeout_seconds {
-            timeouts.read = secs(*t);
+            timeouts.read = t.duration();
         }
         if let Some(t) = write_timeout_seconds {
-            timeouts.write = secs(*t);
+            timeouts.write = t.duration();
         }
+        let keep_headers = parse_each(
+            keep_request_headers,
+            &at("keep_request_headers"),
+            &mut report,
+            |l| KeepHeaders::parse(l),
+        );
+        let rate_limit = rate_limit.as_ref().and_then(|name| {
+            let Some(policy) = config.rate_limits.get(name) else {
+                report.error(
+                    &at("rate_limit"),
+                    format!("no rate_limits policy \"{name}\""),
+                );
+                return None;
+            };
+            let Some(limiter) = ctx.limiters.get(name, policy) else {
+                let key = format!("/rate_limits/{}/key", escape_segment(name));
+                report.error(&key, format!("invalid key \"{}\"", policy.key));
+                return None;
+            };
+            Some(super::RouteLimit {
+                limiter,
+                limited: ctx.metrics.rate_limited.with_label_values(&[path, name]),
+            })
+        });
         routes.push(Route {
             pattern: path.as_str().into(),
             prefix: pattern.prefix.into(),
@@ -283,15 +329,10 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             timeouts,
             required_scopes: required_scopes.iter().map(|s| s.as_str().into()).collect(),
             max_body_bytes: max_body_bytes.unwrap_or(config.server.max_body_bytes),
-            keep_headers: KeepHeaders::parse(keep_request_headers).unwrap_or_default(),
+            keep_headers,
             metrics: ctx.metrics.route(path, upstream),
             edge: super::RouteEdge {
-                rate_limit: rate_limit.as_ref().and_then(|name| {
-                    Some(super::RouteLimit {
-                        limiter: ctx.limiters.get(name, config.rate_limits.get(name)?)?,
-                        limited: ctx.metrics.rate_limited.with_label_values(&[path, name]),
-                    })
-                }),
+                rate_limit,
                 cors: cors.as_ref().map(crate::policy::Cors::new),
                 request_headers: crate::policy::HeaderRules::new(request_headers),
                 response_headers: crate::policy::HeaderRules::new(response_headers),
@@ -302,23 +343,34 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
     let response_headers: Box<[_]> = config
         .response_headers
         .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).expect("checked"),
-                HeaderValue::from_str(v).expect("checked"),
-            )
+        .filter_map(|(k, v)| {
+            let at = format!("/response_headers/{}", escape_segment(k));
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                (Err(e), _) => {
+                    report.error_at_key(&at, e.to_string());
+                    None
+                }
+                (_, Err(e)) => {
+                    report.error(&at, e.to_string());
+                    None
+                }
+            }
         })
         .collect();
     let hsts = config.tls.as_ref().and_then(|t| t.hsts.as_deref());
+    let hsts = hsts.and_then(|v| {
+        HeaderValue::from_str(v)
+            .map_err(|e| report.error("/tls/hsts", e.to_string()))
+            .ok()
+    });
     let tls_response_headers = response_headers
         .iter()
         .cloned()
-        .chain(hsts.map(|v| {
-            (
-                http::header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_str(v).expect("checked"),
-            )
-        }))
+        .chain(hsts.map(|v| (http::header::STRICT_TRANSPORT_SECURITY, v)))
         .collect();
     let redirect_https = config
         .tls
@@ -334,6 +386,17 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
         || a.introspection.mode != IntrospectionMode::Off;
     let auth = has_source.then(|| Authenticator::from_config(a, &ctx.jwks, &auth_roots));
 
+    let trusted_proxies = parse_each(
+        &config.server.trusted_proxies,
+        "/server/trusted_proxies",
+        &mut report,
+        |l| TrustedProxies::parse(l),
+    );
+    // What check should have refused (never silently compiled around).
+    if !report.errors.is_empty() {
+        report.warnings = warnings;
+        return Err(report.into_errors());
+    }
     // Last step: nothing can fail any more, so the new settings are final.
     ctx.checker.set_specs(health_specs);
     ctx.certs.install(certificates);
@@ -351,7 +414,7 @@ pub fn compile(loaded: Loaded, ctx: &CompileContext) -> Result<Prepared, ConfigE
             .is_some_and(|t| t.acme.is_some())
             .then(|| ctx.challenges.clone()),
         compression: crate::policy::Compression::new(&config.compression).map(Arc::new),
-        trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
+        trusted_proxies,
         access_log: config.logging.access_log,
         auth,
         health: ctx.checker.clone(),
@@ -398,6 +461,27 @@ fn load_certificates(
     out
 }
 
+/// `parse` of the entries of `list` that parse alone; each other one is
+/// reported at `pointer/INDEX` (where a placeholder's error is not said).
+fn parse_each<T: Default>(
+    list: &[String],
+    pointer: &str,
+    report: &mut crate::config::Reporter,
+    parse: impl Fn(&[&str]) -> Result<T, String>,
+) -> T {
+    let mut good = Vec::with_capacity(list.len());
+    for (i, s) in list.iter().enumerate() {
+        match parse(&[s.as_str()]) {
+            Ok(_) => good.push(s.as_str()),
+            Err(msg) => report.error(&format!("{pointer}/{i}"), msg),
+        }
+    }
+    parse(&good).unwrap_or_else(|msg| {
+        report.error(pointer, msg);
+        T::default()
+    })
+}
+
 /// The global `health_check` with an upstream's override applied.
 pub fn effective_health_check(
     global: &HealthCheckConfig,
@@ -430,10 +514,6 @@ pub fn effective_health_check(
         method: method.unwrap_or(global.method),
         use_https: use_https.unwrap_or(global.use_https),
     }
-}
-
-fn secs(s: f64) -> Duration {
-    crate::config::seconds(s)
 }
 
 #[cfg(test)]
