@@ -247,7 +247,9 @@ async fn counters_histograms_and_labels_after_a_mix_of_traffic() {
     );
 
     // Open client connections are the gateway's own count: exactly the
-    // ones held (once the harness's probes are gone), and none after.
+    // ones held (once the harness's probes and the client's kept-alive
+    // connections are gone), and none after.
+    drop(cl);
     let gw = &gw;
     let open = |n: f64| async move {
         eventually(Duration::from_secs(3), || async move {
