@@ -248,7 +248,9 @@ threads = {threads}
     return p
 
 
-def find_oha():
+def find_oha(explicit=None):
+    if explicit:
+        return os.path.abspath(explicit)
     for exe in (shutil.which("oha"), "/work/tools/oha/bin/oha", os.path.expanduser("~/.cargo/bin/oha")):
         if exe and os.access(exe, os.X_OK):
             return exe
@@ -441,6 +443,7 @@ def main():
     ap.add_argument("--pingap", metavar="PATH", help="pingap binary for the peer rows (default: on PATH or /work/tools/pingap/bin; none found: no pingap rows)")
     ap.add_argument("--c10k", action="store_true", help="also 10,000 keep-alive connections at 5,000 req/s in all (oha) against nginx, bare Pingora, the gateway (and pingap), 2 workers each")
     ap.add_argument("--c10k-seconds", type=int, default=10)
+    ap.add_argument("--oha", metavar="PATH", help="oha binary for --c10k (default: on PATH or /work/tools/oha/bin)")
     args = ap.parse_args()
     set_profile(args.profile)
     pingap = find_pingap(args.pingap)
@@ -715,7 +718,7 @@ def run_c10k(d, args, ports, procs, proxy_body, backend, pingap):
     sending, 5,000 req/s in all (oha, rate-limited), against fresh processes
     with 2 workers each, one after the other, the same upstream. CPU and peak
     RSS are summed over the process and its children (nginx's workers)."""
-    exe_oha = find_oha()
+    exe_oha = find_oha(args.oha)
     if not exe_oha:
         print("\n--c10k: oha not found (cargo install oha --locked), skipped", file=sys.stderr)
         return {}
