@@ -9,6 +9,20 @@ profile: fat LTO):
     python3 benches/compare.py --ab OLD/target/production/gateway --rows "nginx|gateway( B)?( 4 KiB)?$|tuned" --idle 0
     python3 benches/compare.py --rows "limit|64 KiB" --idle 0   # edge policies only
 
+    python3 benches/compare.py --pingap /work/tools/pingap/bin/pingap --c10k   # the peer, 10,000 connections
+
+pingap rows (a Pingora-based gateway from crates.io, the direct peer): one
+upstream (the same nginx), one location, one server, its defaults otherwise;
+`cargo install pingap --version 0.13.1 --locked --root /work/tools/pingap`
+(needs Debian's protobuf-compiler). Found through --pingap, PATH or
+/work/tools/pingap/bin; without it the pingap rows are left out.
+
+--c10k: 10,000 keep-alive connections each sending, 5,000 req/s in all
+(`oha -c 10000 -q 5000 -z 10s`, `cargo install oha --locked --root
+/work/tools/oha`), against fresh nginx, bare Pingora, gateway (and pingap)
+processes with 2 workers each: p50/p99, errors, CPU, peak RSS and the
+proxy's ERROR log lines. Needs a hard fd limit of at least ~12,000.
+
 HTTPS rows (TLS 1.3, one self-signed P-256 certificate for both): keep-alive
 HTTP/1.1 (wrk), a new connection and full handshake per request (wrk with
 `Connection: close`), HTTP/2 (h2load, 64 connections x 10 streams).
@@ -129,10 +143,10 @@ def wait_http(url, timeout=30):
     raise SystemExit(f"{url} never answered")
 
 
-def nginx_conf(d, name, port, body, http_extra=""):
+def nginx_conf(d, name, port, body, http_extra="", workers=1):
     conf = os.path.join(d, f"{name}.conf")
     open(conf, "w").write(f"""
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile 20000;
 pid {d}/{name}.pid;
 error_log {d}/{name}.error.log;
@@ -150,19 +164,19 @@ http {{
     return conf
 
 
-def start_nginx(d, name, port, body, http_extra=""):
-    conf = nginx_conf(d, name, port, body, http_extra)
+def start_nginx(d, name, port, body, http_extra="", workers=1):
+    conf = nginx_conf(d, name, port, body, http_extra, workers)
     p = Proc(name, ["nginx", "-c", conf, "-g", "daemon off;"], pid_from_file=f"{d}/{name}.pid")
     wait_http(f"http://127.0.0.1:{port}/health")
     return p
 
 
-def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False, extra_server="", jwks=None, upstream_ca=None):
+def gateway_config(d, port, upstream_port, mport, extra_routes="", auth=False, extra_server="", jwks=None, upstream_ca=None, workers=1):
     routes = [("/oauth/*", False), ("/admin/*", auth), ("/kline/*", auth), ("/flow/*", auth), ("/test/*", auth), ("/*", auth)]
     lines = [f'  - {{ path: "{p}", upstream: app, auth_required: {str(a).lower()} }}' for p, a in routes]
     return f"""server:
   bind_address: "127.0.0.1:{port}"
-  worker_threads: 1
+  worker_threads: {workers}
   pid_file: "{d}/gw-{port}.pid"
   upgrade_sock: "{d}/gw-{port}.sock"
 {extra_server}upstreams:
@@ -192,6 +206,84 @@ def start_gateway(d, name, config_text, exe=None):
     wait_http(f"http://127.0.0.1:{port}/oauth/health")
     p.config_path = path
     return p
+
+
+def find_pingap(explicit):
+    """pingap (crates.io: `cargo install pingap --version 0.13.1 --locked`):
+    --pingap, else on PATH, else /work/tools/pingap/bin. None: no pingap rows."""
+    if explicit:
+        return os.path.abspath(explicit)
+    for exe in (shutil.which("pingap"), "/work/tools/pingap/bin/pingap", os.path.expanduser("~/.cargo/bin/pingap")):
+        if exe and os.access(exe, os.X_OK):
+            return exe
+    return None
+
+
+def start_pingap(d, name, exe, port, upstream_port, threads=1):
+    """pingap with one upstream (the shared nginx), one location (`/`), one
+    server, otherwise its defaults (no access log, no plugins; Pingora's
+    work stealing on). TOML, written at run time."""
+    os.makedirs(os.path.join(d, name), exist_ok=True)
+    path = os.path.join(d, name, "pingap.toml")
+    open(path, "w").write(f"""[basic]
+threads = {threads}
+pid_file = "{d}/{name}.pid"
+upgrade_sock = "{d}/{name}.sock"
+
+[upstreams.app]
+addrs = ["127.0.0.1:{upstream_port}"]
+
+[locations.lo]
+upstream = "app"
+path = "/"
+
+[servers.bench]
+addr = "127.0.0.1:{port}"
+locations = ["lo"]
+threads = {threads}
+""")
+    log = open(os.path.join(d, f"{name}.log"), "w")
+    p = Proc(name, [exe, "-c", path], log=log)
+    wait_http(f"http://127.0.0.1:{port}/health")
+    return p
+
+
+def find_oha(explicit=None):
+    if explicit:
+        return os.path.abspath(explicit)
+    for exe in (shutil.which("oha"), "/work/tools/oha/bin/oha", os.path.expanduser("~/.cargo/bin/oha")):
+        if exe and os.access(exe, os.X_OK):
+            return exe
+    return None
+
+
+def oha(exe, url, conns, qps, seconds):
+    """A fixed aggregate rate over many keep-alive connections (oha's JSON
+    summary): p50/p99 in ms, errors = transport errors + non-2xx."""
+    out = subprocess.run([exe, "-c", str(conns), "-q", str(qps), "-z", f"{seconds}s", "--no-tui",
+                          "--output-format", "json", "-t", "5s", url],
+                         capture_output=True, text=True, timeout=seconds + 120, preexec_fn=raise_fd_limit)
+    try:
+        r = json.loads(out.stdout)
+    except ValueError:
+        raise SystemExit(f"oha gave no JSON: {out.stderr[-2000:]}")
+    lat = r.get("latencyPercentiles", {})
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    # Requests still in flight when -z ends are reported as "aborted due to
+    # deadline": the end of the run, not an error of the proxy.
+    kinds = r.get("errorDistribution", {})
+    transport = sum(v for k, v in kinds.items() if "deadline" not in k)
+    ms = lambda v: v * 1000 if v is not None else float("nan")
+    return {"rps": r["summary"]["requestsPerSec"], "requests": sum(codes.values()) + transport,
+            "p50": ms(lat.get("p50")), "p99": ms(lat.get("p99")), "errors": transport + sum(codes.values()) - ok,
+            "error_kinds": kinds}
+
+
+def proc_tree(pid):
+    """pid and its children (nginx: the master and its workers)."""
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid] + [int(k) for k in kids]
 
 
 def make_cert(d):
@@ -351,8 +443,14 @@ def main():
     ap.add_argument("--ab", metavar="GATEWAY_BINARY", help="A/B: also run this gateway binary (e.g. a build of the previous commit) on the same config, as rows 'gateway B'")
     ap.add_argument("--rows", metavar="REGEX", help="run only the rows whose names match (ratios need both of their rows)")
     ap.add_argument("--profile", default=PROFILE, help="cargo profile of the binaries (default: production; release builds faster for a quick look)")
+    ap.add_argument("--pingap", metavar="PATH", help="pingap binary for the peer rows (default: on PATH or /work/tools/pingap/bin; none found: no pingap rows)")
+    ap.add_argument("--c10k", action="store_true", help="also 10,000 keep-alive connections at 5,000 req/s in all (oha) against nginx, bare Pingora, the gateway (and pingap), 2 workers each")
+    ap.add_argument("--c10k-seconds", type=int, default=10)
+    ap.add_argument("--oha", metavar="PATH", help="oha binary for --c10k (default: on PATH or /work/tools/oha/bin)")
     args = ap.parse_args()
     set_profile(args.profile)
+    pingap = find_pingap(args.pingap)
+    print(f"pingap: {pingap or 'not found, no pingap rows'}", file=sys.stderr)
     raise_fd_limit()
     ensure_tools()
     sh("cargo", "build", "--profile", PROFILE, "--bin", "gateway", "--example", "bare_pingora", cwd=ROOT)
@@ -439,6 +537,10 @@ def main():
         gzip_body = proxy_body.replace("location / {", "gzip on; gzip_comp_level 6; gzip_min_length 1024; gzip_proxied any; gzip_types application/json; gzip_vary on; location / {")
         nginx_gz = start_nginx(d, "nginx_gz", ports["nginx_gz"], gzip_body, backend)
         procs += [gw, gw_auth, gw_10k, gw_reload, gw_rs, gw_64k, gw_tls, gw_up_tls, gw_rl, gw_gz, nginx_gz]
+        if pingap:
+            ports["pingap"] = free_port()
+            pg = start_pingap(d, "pingap", pingap, ports["pingap"], ports["up"])
+            procs.append(pg)
         if args.ab:
             ports["gw_b"], ports["m7"] = free_port(), free_port()
             gw_b = start_gateway(d, "gw_b", gateway_config(d, ports["gw_b"], ports["up"], ports["m7"]), exe=os.path.abspath(args.ab))
@@ -484,6 +586,9 @@ def main():
             "gateway zstd 64 KiB JSON": (gw_gz, f"http://127.0.0.1:{ports['gw_gz']}/test/64k.json", "Accept-Encoding: zstd"),
             "nginx gzip 64 KiB JSON": (nginx_gz, f"http://127.0.0.1:{ports['nginx_gz']}/test/64k.json", "Accept-Encoding: gzip"),
         }
+        if pingap:
+            rows["pingap"] = (pg, f"http://127.0.0.1:{ports['pingap']}/test/x", None)
+            rows["pingap 4 KiB"] = (pg, f"http://127.0.0.1:{ports['pingap']}/test/4k", None)
         if args.ab:
             rows["gateway B"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/x", None)
             rows["gateway B 4 KiB"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/4k", None)
@@ -543,6 +648,9 @@ def main():
             "bare pingora tuned / nginx": ratio("bare pingora tuned", "nginx"),
             "gateway / bare pingora": ratio("gateway", "bare pingora"),
             "gateway / bare pingora tuned": ratio("gateway", "bare pingora tuned"),
+            "gateway / pingap": ratio("gateway", "pingap"),
+            "gateway 4 KiB / pingap 4 KiB": ratio("gateway 4 KiB", "pingap 4 KiB"),
+            "pingap / bare pingora": ratio("pingap", "bare pingora"),
             "gateway 4 KiB / nginx 4 KiB": ratio("gateway 4 KiB", "nginx 4 KiB"),
             "gateway 4 KiB / bare pingora 4 KiB": ratio("gateway 4 KiB", "bare pingora 4 KiB"),
             "gateway auth HS256 / gateway": ratio("gateway auth HS256", "gateway"),
@@ -596,12 +704,62 @@ def main():
                 idle[name] = {"rss_before_mb": before / 1024, "rss_mb": rss / 1024, "anon_mb": anon / 1024, "failed": failed}
                 print(f"  {name:<20}{rss / 1024:8.1f} MB  (anonymous {anon / 1024:.1f} MB; before: {before / 1024:.1f} MB; failed connections: {failed})")
                 proc.stop()
+        c10k = run_c10k(d, args, ports, procs, proxy_body, backend, pingap) if args.c10k else {}
         if args.json:
-            json.dump({"results": results, "ratios": ratios, "idle": idle}, open(args.json, "w"), indent=1)
+            json.dump({"results": results, "ratios": ratios, "idle": idle, "c10k": c10k}, open(args.json, "w"), indent=1)
     finally:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+C10K_CONNS, C10K_QPS, C10K_WORKERS = 10_000, 5_000, 2
+
+
+def run_c10k(d, args, ports, procs, proxy_body, backend, pingap):
+    """The original design's concurrency: 10,000 keep-alive connections each
+    sending, 5,000 req/s in all (oha, rate-limited), against fresh processes
+    with 2 workers each, one after the other, the same upstream. CPU and peak
+    RSS are summed over the process and its children (nginx's workers)."""
+    exe_oha = find_oha(args.oha)
+    if not exe_oha:
+        print("\n--c10k: oha not found (cargo install oha --locked), skipped", file=sys.stderr)
+        return {}
+    fresh = {k: free_port() for k in ("nginx", "bare", "gw", "m1", "pingap")}
+    up_addr = f"127.0.0.1:{ports['up']}"
+    bare_exe = os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora")
+    w = C10K_WORKERS
+    candidates = [
+        ("nginx", lambda: start_nginx(d, "nginx_c10k", fresh["nginx"], proxy_body, backend, workers=w), fresh["nginx"], None),
+        ("bare pingora", lambda: Proc("bare_c10k", [bare_exe, f"127.0.0.1:{fresh['bare']}", up_addr, str(w)]), fresh["bare"], None),
+        ("gateway", lambda: start_gateway(d, "gw_c10k", gateway_config(d, fresh["gw"], ports["up"], fresh["m1"], workers=w)), fresh["gw"], os.path.join(d, "gw_c10k.log")),
+    ]
+    if pingap:
+        candidates.append(("pingap", lambda: start_pingap(d, "pingap_c10k", pingap, fresh["pingap"], ports["up"], threads=w), fresh["pingap"], os.path.join(d, "pingap_c10k.log")))
+    out = {}
+    print(f"\n{C10K_CONNS} keep-alive connections, {C10K_QPS} req/s in all, {args.c10k_seconds} s, {w} workers each (oha):")
+    print(f"  {'row':<16}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU µs/req':>12}{'CPU cores':>10}{'peak RSS MB':>13}{'ERROR lines':>13}")
+    for name, start, port, log in candidates:
+        proc = start()
+        procs.append(proc)
+        wait_http(f"http://127.0.0.1:{port}/health")
+        master = int(open(proc.pid_from_file).read().strip()) if proc.pid_from_file else proc.p.pid
+        pids = proc_tree(master)
+        c0 = sum(cpu_seconds(p) for p in pids)
+        t0 = time.time()
+        res = oha(exe_oha, f"http://127.0.0.1:{port}/test/x", C10K_CONNS, C10K_QPS, args.c10k_seconds)
+        wall = time.time() - t0
+        cpu = sum(cpu_seconds(p) for p in pids) - c0
+        res["cpu_us_per_req"] = cpu / max(res["requests"], 1) * 1e6
+        res["cpu_cores"] = cpu / wall
+        res["peak_rss_mb"] = sum(rss_kb(p, "VmHWM") for p in pids) / 1024
+        res["error_log_lines"] = sum(1 for line in open(log, errors="replace") if "ERROR" in line) if log else 0
+        out[name] = res
+        print(f"  {name:<16}{res['rps']:>8.0f}{res['p50']:>9.2f}{res['p99']:>9.2f}{res['errors']:>8}{res['cpu_us_per_req']:>12.1f}{res['cpu_cores']:>10.2f}{res['peak_rss_mb']:>13.1f}{res['error_log_lines']:>13}")
+        if res["error_kinds"]:
+            print(f"    errors: {res['error_kinds']}")
+        proc.stop()
+    return out
 
 
 async def hold_and_measure(port, n, proc, tls=False):
