@@ -4,7 +4,7 @@
 //! unknown token is a 404. Other paths cost one prefix comparison.
 
 use super::Ctx;
-use super::respond::{ErrorResponse, decorate_response, respond};
+use super::respond::{ErrorResponse, respond, send};
 use crate::tls::challenge::is_challenge_path;
 use bytes::Bytes;
 use http::{StatusCode, header};
@@ -31,15 +31,13 @@ pub(super) async fn answer(session: &mut Session, ctx: &Ctx) -> Result<bool> {
     resp.insert_header(header::CONTENT_TYPE, "application/octet-stream")?;
     resp.insert_header(header::CONTENT_LENGTH, key_authorization.len())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    decorate_response(&mut resp, &ctx.request_id, ctx.response_headers())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from(key_authorization)), true)
-            .await?;
-    }
+    send(
+        session,
+        resp,
+        Bytes::from(key_authorization),
+        &ctx.request_id,
+        ctx.response_headers(),
+    )
+    .await?;
     Ok(true)
 }

@@ -4,7 +4,7 @@
 //! draft-ietf-httpapi-ratelimit-headers).
 
 use super::Ctx;
-use super::respond::decorate_response;
+use super::respond::send;
 use crate::config::edge::KeyKind;
 use crate::policy::Verdict;
 use crate::runtime::Route;
@@ -74,15 +74,13 @@ pub(super) async fn refused(
         HeaderName::from_static("ratelimit"),
         HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static("")),
     )?;
-    decorate_response(&mut resp, &ctx.request_id, ctx.response_headers())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
-    }
+    send(
+        session,
+        resp,
+        Bytes::from(body),
+        &ctx.request_id,
+        ctx.response_headers(),
+    )
+    .await?;
     Ok(true)
 }

@@ -95,15 +95,25 @@ pub async fn respond(
     if let Some((k, v)) = &r.header {
         resp.insert_header(k.clone(), v.clone())?;
     }
+    send(session, resp, body.into(), request_id, response_headers).await
+}
+
+/// Writes a response the gateway makes itself: decorated like every
+/// response (request id, configured headers), the body left out for a HEAD.
+pub async fn send(
+    session: &mut Session,
+    mut resp: ResponseHeader,
+    body: Bytes,
+    request_id: &HeaderValue,
+    response_headers: &[(HeaderName, HeaderValue)],
+) -> Result<()> {
     decorate_response(&mut resp, request_id, response_headers)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;
     if !head_only {
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
+        session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }
