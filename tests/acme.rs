@@ -528,25 +528,14 @@ async fn a_failed_order_is_retried_while_the_file_certificate_keeps_being_served
 /// `tls.acme` body: (exit success, output).
 fn validate(acme: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gw.yaml");
     let acme = acme.replace("{dir}", &dir.path().display().to_string());
     std::fs::write(dir.path().join("file"), "").unwrap();
-    std::fs::write(
-        &cfg,
-        format!(
-            "upstreams:\n  app:\n    servers: [\"127.0.0.1:1\"]\nroutes:\n  - path: /*\n    upstream: app\n    auth_required: false\n\
-             tls:\n  bind_address: \"127.0.0.1:1\"\n  acme:\n{acme}"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["validate", "--no-resolve"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let body = format!(
+        "upstreams:\n  app:\n    servers: [\"127.0.0.1:1\"]\nroutes:\n  - path: /*\n    upstream: app\n    auth_required: false\n\
+         tls:\n  bind_address: \"127.0.0.1:1\"\n  acme:\n{acme}"
+    );
+    let (code, text) = common::validate_config(dir.path(), &body, &["--no-resolve"]);
+    (code == 0, text)
 }
 
 #[test]

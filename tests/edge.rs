@@ -432,16 +432,7 @@ async fn preflights_are_answered_by_the_gateway_without_auth_or_upstream() {
 
 fn validate(body: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.yaml");
-    std::fs::write(&path, body).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    common::validate_config(dir.path(), body, &[])
 }
 
 #[test]

@@ -693,26 +693,11 @@ async fn min_version_1_3_refuses_tls_1_2_and_counts_it() {
 
 /// `gateway validate` on a config whose `tls:` names `pairs`.
 fn validate(pairs: &[(PathBuf, PathBuf)], dir: &Path) -> (i32, String) {
-    let path = dir.join("gateway.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "upstreams:\n  app:\n    servers: [\"127.0.0.1:9\"]\nroutes:\n  - path: /*\n    upstream: app\n    auth_required: false\n{}",
-            tls_section(6443, pairs, "")
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["validate"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let body = format!(
+        "upstreams:\n  app:\n    servers: [\"127.0.0.1:9\"]\nroutes:\n  - path: /*\n    upstream: app\n    auth_required: false\n{}",
+        tls_section(6443, pairs, "")
     );
-    (out.status.code().unwrap_or(-1), text)
+    common::validate_config(dir, &body, &[])
 }
 
 #[test]

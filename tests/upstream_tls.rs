@@ -278,16 +278,8 @@ async fn a_reload_that_changes_the_ca_file_never_reuses_a_connection_verified_un
 }
 
 fn validate(dir: &Path, body: &str) -> (bool, String) {
-    let path = dir.join("gateway.yaml");
-    std::fs::write(&path, body).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    let (code, text) = common::validate_config(dir, body, &[]);
+    (code == 0, text)
 }
 
 #[test]

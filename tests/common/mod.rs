@@ -346,6 +346,22 @@ pub fn kill(pid: u32, signal: &str) {
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
+/// Writes `body` as `dir/gateway.yaml` and runs `gateway validate ARGS FILE`
+/// on it: the exit code and stdout + stderr.
+pub fn validate_config(dir: &Path, body: &str, args: &[&str]) -> (i32, String) {
+    let path = dir.join("gateway.yaml");
+    std::fs::write(&path, body).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("validate")
+        .args(args)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
     let deadline = Instant::now() + timeout;
     loop {
