@@ -4,14 +4,12 @@
 //! draft-ietf-httpapi-ratelimit-headers).
 
 use super::Ctx;
-use super::respond::send;
+use super::respond::{ErrorResponse, respond};
 use crate::config::edge::KeyKind;
 use crate::policy::Verdict;
 use crate::runtime::Route;
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use pingora_error::Result;
-use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 /// Counts the request against its route's limit; `Ok(true)` when it was
@@ -55,32 +53,17 @@ pub(super) async fn refused(
     };
     rl.limited.inc();
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let body = serde_json::json!({
-        "error": "rate limit exceeded",
-        "request_id": ctx.request_id.to_str().unwrap_or(""),
-    })
-    .to_string();
-    let mut resp = ResponseHeader::build(429, Some(8))?;
-    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(header::RETRY_AFTER, secs)?;
-    resp.insert_header(
-        HeaderName::from_static("ratelimit-policy"),
-        l.policy_header.clone(),
-    )?;
     let state = format!("\"{}\";r=0;t={secs}", l.name);
-    resp.insert_header(
-        HeaderName::from_static("ratelimit"),
-        HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static("")),
-    )?;
-    send(
-        session,
-        resp,
-        Bytes::from(body),
-        &ctx.request_id,
-        ctx.response_headers(),
-    )
-    .await?;
+    let r = ErrorResponse::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
+        .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+        .with_header(
+            HeaderName::from_static("ratelimit-policy"),
+            l.policy_header.clone(),
+        )
+        .with_header(
+            HeaderName::from_static("ratelimit"),
+            HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static("")),
+        );
+    respond(session, &ctx.request_id, ctx.response_headers(), &r).await?;
     Ok(true)
 }

@@ -13,13 +13,13 @@ use pingora_proxy::Session;
 /// The message of a 413.
 pub const BODY_TOO_LARGE: &str = "request body too large";
 
-/// An error response: status, message for the JSON body, and at most one
-/// extra header (`Retry-After` or a `WWW-Authenticate` challenge).
+/// An error response: status, message for the JSON body, and extra headers
+/// (`Retry-After`, a `WWW-Authenticate` challenge, the rate-limit headers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorResponse<'a> {
     pub status: StatusCode,
     pub message: &'a str,
-    pub header: Option<(HeaderName, HeaderValue)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl<'a> ErrorResponse<'a> {
@@ -27,12 +27,12 @@ impl<'a> ErrorResponse<'a> {
         ErrorResponse {
             status,
             message,
-            header: None,
+            headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.header = Some((name, value));
+        self.headers.push((name, value));
         self
     }
 }
@@ -88,11 +88,11 @@ pub async fn respond(
         "request_id": request_id.to_str().unwrap_or(""),
     })
     .to_string();
-    let mut resp = ResponseHeader::build(r.status, Some(4 + usize::from(r.header.is_some())))?;
+    let mut resp = ResponseHeader::build(r.status, Some(4 + r.headers.len()))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    if let Some((k, v)) = &r.header {
+    for (k, v) in &r.headers {
         resp.insert_header(k.clone(), v.clone())?;
     }
     send(session, resp, body.into(), request_id, response_headers).await
@@ -174,7 +174,7 @@ mod tests {
 
     fn status(e: Box<Error>) -> (u16, &'static str, bool) {
         let r = ErrorResponse::for_proxy_error(&e);
-        (r.status.as_u16(), r.message, r.header.is_some())
+        (r.status.as_u16(), r.message, !r.headers.is_empty())
     }
 
     #[test]
@@ -209,7 +209,7 @@ mod tests {
             (500, "internal error", false)
         );
         let r = ErrorResponse::for_proxy_error(&e(ErrorType::HTTPStatus(503)));
-        assert_eq!(r.header.unwrap().0, header::RETRY_AFTER);
+        assert_eq!(r.headers[0].0, header::RETRY_AFTER);
     }
 
     #[test]
