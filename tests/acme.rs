@@ -155,9 +155,11 @@ impl Pebble {
                 .env("PEBBLE_AUTHZREUSE", "0"),
             path("pebble.log"),
         );
-        let api = self.api;
+        let (api, management) = (self.api, self.management);
+        // The management interface (roots) starts after the API: wait for both.
         wait_for(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", management)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", dns_port)).is_ok()
         })
         .unwrap_or_else(|_| panic!("pebble did not start:\n{}\n{}", pebble.log(), dns.log()));
