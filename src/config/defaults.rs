@@ -143,11 +143,17 @@ pub(super) fn default_shutdown_delay() -> WholeSeconds<0, 3600> {
 pub(super) fn default_config_poll() -> Seconds {
     const { Seconds::lit(5.0) }
 }
+/// Default `server.request_header_timeout_seconds` (also what
+/// `idle::HeadLimits::default` applies).
+pub const HEADER_TIMEOUT: WholeSeconds<1, 3600> = WholeSeconds::lit(10);
+/// Default `server.max_request_header_bytes`.
+pub const MAX_HEADER_BYTES: usize = 65536;
+
 pub(super) fn default_header_timeout() -> WholeSeconds<1, 3600> {
-    const { WholeSeconds::lit(10) }
+    HEADER_TIMEOUT
 }
 pub(super) fn default_max_header_bytes() -> usize {
-    65536
+    MAX_HEADER_BYTES
 }
 pub(super) fn default_connect_timeout() -> Seconds {
     const { Seconds::lit(2.0) }

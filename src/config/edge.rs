@@ -2,6 +2,7 @@
 //! rules, response compression (issue 17). Checked in `check_edge.rs`,
 //! compiled by `runtime::compile` into the `policy` module's objects.
 
+use super::seconds::WholeSeconds;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -62,8 +63,7 @@ pub struct CorsConfig {
     /// Seconds a browser may cache a preflight answer
     /// (`Access-Control-Max-Age`). Default: 600.
     #[serde(default = "default_max_age")]
-    #[schemars(range(min = 0, max = 86400))]
-    pub max_age_seconds: u32,
+    pub max_age_seconds: WholeSeconds<0, 86400>,
 }
 
 /// Headers a route adds to or removes from requests (before they go
@@ -163,8 +163,8 @@ fn default_cors_expose() -> Vec<String> {
         "RateLimit-Policy",
     ])
 }
-fn default_max_age() -> u32 {
-    600
+fn default_max_age() -> WholeSeconds<0, 86400> {
+    const { WholeSeconds::lit(600) }
 }
 fn default_algorithms() -> Vec<Algorithm> {
     vec![Algorithm::Br, Algorithm::Gzip, Algorithm::Zstd]

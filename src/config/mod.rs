@@ -24,6 +24,7 @@ mod check_edge;
 mod defaults;
 
 pub use check_upstream_tls::host_of as server_host;
+pub use defaults::{HEADER_TIMEOUT, MAX_HEADER_BYTES};
 pub use diag::{ConfigErrors, Diagnostic, Severity};
 pub use hash::ConfigHash;
 pub use model::FileConfig;

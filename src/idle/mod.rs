@@ -77,10 +77,6 @@ const SHARDS: usize = 16;
 /// `Connection: close` (Pingora turns keep-alive off once shut down).
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
-/// Default `server.request_header_timeout_seconds`.
-pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
-/// Default `server.max_request_header_bytes`.
-pub const MAX_HEADER_BYTES: usize = 65536;
 /// After a `408`/`431`, how long the rest of what the client sends is read
 /// and dropped before the socket closes (so that the close does not reset
 /// the connection before the client read the answer), and how much of it.
@@ -99,8 +95,8 @@ pub struct HeadLimits {
 impl Default for HeadLimits {
     fn default() -> Self {
         HeadLimits {
-            timeout: Duration::from_secs(HEADER_TIMEOUT_SECONDS),
-            max_bytes: MAX_HEADER_BYTES,
+            timeout: crate::config::HEADER_TIMEOUT.duration(),
+            max_bytes: crate::config::MAX_HEADER_BYTES,
         }
     }
 }

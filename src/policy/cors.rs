@@ -45,7 +45,7 @@ impl Cors {
             allow_methods: join(&c.allowed_methods).unwrap_or(HeaderValue::from_static("GET")),
             allow_headers: join(&c.allowed_headers),
             expose_headers: join(&c.exposed_headers),
-            max_age: HeaderValue::from(c.max_age_seconds),
+            max_age: HeaderValue::from(c.max_age_seconds.get()),
         }
     }
 
@@ -134,7 +134,7 @@ mod tests {
             allowed_headers: vec!["Authorization".into(), "Content-Type".into()],
             exposed_headers: vec![],
             allow_credentials: credentials,
-            max_age_seconds: 600,
+            max_age_seconds: crate::config::seconds::WholeSeconds::lit(600),
         })
     }
 
