@@ -8,6 +8,8 @@ profile: fat LTO):
     python3 benches/compare.py --rounds 10 --seconds 5 --idle 10000
     python3 benches/compare.py --ab OLD/target/production/gateway --rows "nginx|gateway( B)?( 4 KiB)?$|tuned" --idle 0
     python3 benches/compare.py --rows "limit|64 KiB" --idle 0   # edge policies only
+    python3 benches/compare.py --idle-only --idle-rows "https|^gateway"   # idle memory only
+    python3 benches/compare.py --ab OLD/target/release/gateway --rows "https|h2|nginx" --idle 0   # HTTPS A/B
 
     python3 benches/compare.py --pingap /work/tools/pingap/bin/pingap --c10k   # the peer, 10,000 connections
 
@@ -439,6 +441,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections for the memory test (0: skip)")
+    ap.add_argument("--idle-rows", metavar="REGEX", help="hold the idle connections only on the processes whose names match (e.g. 'gateway|https')")
+    ap.add_argument("--idle-only", action="store_true", help="skip the throughput rows: only the idle-connection memory test")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--ab", metavar="GATEWAY_BINARY", help="A/B: also run this gateway binary (e.g. a build of the previous commit) on the same config, as rows 'gateway B'")
     ap.add_argument("--rows", metavar="REGEX", help="run only the rows whose names match (ratios need both of their rows)")
@@ -545,6 +549,9 @@ def main():
             ports["gw_b"], ports["m7"] = free_port(), free_port()
             gw_b = start_gateway(d, "gw_b", gateway_config(d, ports["gw_b"], ports["up"], ports["m7"]), exe=os.path.abspath(args.ab))
             procs.append(gw_b)
+            ports["gw_b_tls"], ports["gw_b_tls_http"], ports["m12"] = free_port(), free_port(), free_port()
+            gw_b_tls = start_gateway(d, "gw_b_tls", gateway_config(d, ports["gw_b_tls_http"], ports["up"], ports["m12"]) + gateway_tls(ports["gw_b_tls"], crt, key), exe=os.path.abspath(args.ab))
+            procs.append(gw_b_tls)
 
         token = hs256_token()
         rows = {
@@ -592,8 +599,13 @@ def main():
         if args.ab:
             rows["gateway B"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/x", None)
             rows["gateway B 4 KiB"] = (gw_b, f"http://127.0.0.1:{ports['gw_b']}/test/4k", None)
+            rows["gateway B https"] = (gw_b_tls, f"https://127.0.0.1:{ports['gw_b_tls']}/test/x", None)
+            rows["gateway B https handshakes"] = (gw_b_tls, f"https://127.0.0.1:{ports['gw_b_tls']}/test/x", "Connection: close")
+            rows["gateway B h2"] = (gw_b_tls, f"https://127.0.0.1:{ports['gw_b_tls']}/test/x", None, "h2load")
         if args.rows:
             rows = {k: v for k, v in rows.items() if re.search(args.rows, k)}
+        if args.idle_only:
+            rows = {}
         results = {name: [] for name in rows}
         stop_reload = threading.Event()
         def reloader():
@@ -602,7 +614,7 @@ def main():
             while not stop_reload.wait(1.0):
                 n += 1
                 open(gw_reload.config_path, "w").write(base + f"\nresponse_headers: {{ X-Version: \"{n}\" }}\n")
-        for r in range(args.rounds):
+        for r in range(args.rounds if rows else 0):
             order = list(rows)
             random.shuffle(order)
             for name in order:
@@ -626,7 +638,7 @@ def main():
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {results[n][-1]['rps']:.0f}" for n in rows), file=sys.stderr)
 
         def med(name, key):
-            return statistics.median(x[key] for x in results[name])
+            return statistics.median(x.get(key, 0.0) for x in results[name])
         def ratio(a, b):
             if a not in results or b not in results:
                 return None
@@ -640,6 +652,9 @@ def main():
         pairs = {
             "gateway / gateway B  [A/B]": ("gateway", "gateway B"),
             "gateway 4 KiB / gateway B 4 KiB  [A/B]": ("gateway 4 KiB", "gateway B 4 KiB"),
+            "gateway https / gateway B https  [A/B]": ("gateway https", "gateway B https"),
+            "gateway https handshakes / B  [A/B]": ("gateway https handshakes", "gateway B https handshakes"),
+            "gateway h2 / gateway B h2  [A/B]": ("gateway h2", "gateway B h2"),
         }
         ratios = {
             "nginx (control) / nginx  [noise floor]": ratio("nginx (control)", "nginx"),
@@ -693,6 +708,14 @@ def main():
                 ("nginx https", lambda: start_nginx(d, "nginx_tls_idle", fresh["nginx_tls_http"], proxy_body, backend + "\n  " + nginx_tls_server(fresh["nginx_tls"], crt, key, proxy_body)), fresh["nginx_tls"]),
                 ("gateway https", lambda: start_gateway(d, "gw_tls_idle", gateway_config(d, fresh["gw_tls_http"], ports["up"], fresh["m3"]) + gateway_tls(fresh["gw_tls"], crt, key)), fresh["gw_tls"]),
             ]
+            if args.ab:
+                fresh.update({k: free_port() for k in ("gw_b", "m4", "gw_b_tls", "gw_b_tls_http", "m5")})
+                candidates += [
+                    ("gateway B", lambda: start_gateway(d, "gw_b_idle", gateway_config(d, fresh["gw_b"], ports["up"], fresh["m4"]), exe=os.path.abspath(args.ab)), fresh["gw_b"]),
+                    ("gateway B https", lambda: start_gateway(d, "gw_b_tls_idle", gateway_config(d, fresh["gw_b_tls_http"], ports["up"], fresh["m5"]) + gateway_tls(fresh["gw_b_tls"], crt, key), exe=os.path.abspath(args.ab)), fresh["gw_b_tls"]),
+                ]
+            if args.idle_rows:
+                candidates = [c for c in candidates if re.search(args.idle_rows, c[0])]
             for name, start, port in candidates:
                 proc = start()
                 procs.append(proc)

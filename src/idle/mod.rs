@@ -26,7 +26,8 @@
 //! shuts down (`cleanup`), here after a quiet second ([`DRAIN_IDLE`]) rather
 //! than at once. On the HTTPS listener the TLS handshake comes
 //! first ([`crate::tls::Acceptor`]): HTTP/1.1 over TLS is then parked the
-//! same way, HTTP/2 is handed to Pingora's HTTP/2 server (which keeps its
+//! same way (its TLS stream holds no record buffer while it waits, see
+//! [`crate::tls::record`]), HTTP/2 is handed to Pingora's HTTP/2 server (which keeps its
 //! own per-stream state). h2c and custom protocols go to the proxy untouched
 //! (the gateway enables neither).
 //!

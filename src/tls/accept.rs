@@ -13,6 +13,7 @@
 //! code serves like its own TLS stream.
 
 use super::conn::TlsConn;
+use super::record::ServerTls;
 use super::store::CertStore;
 use crate::config::tls::TlsVersion;
 use pingora_core::protocols::Stream;
@@ -58,7 +59,7 @@ impl TlsCounters {
 
 /// Accepts TLS on streams of the HTTPS listener; see the module docs.
 pub struct Acceptor {
-    tls: tokio_rustls::TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     timeout: Duration,
     counters: Arc<TlsCounters>,
 }
@@ -74,7 +75,7 @@ impl Acceptor {
     ) -> Result<Self, rustls::Error> {
         let config = server_config(store, min_version)?;
         Ok(Acceptor {
-            tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             timeout,
             counters,
         })
@@ -82,7 +83,8 @@ impl Acceptor {
 
     /// Runs the handshake; `None` (counted by reason) when it fails.
     pub async fn accept(&self, stream: Stream) -> Option<Stream> {
-        let done = pingora_timeout::timeout(self.timeout, self.tls.accept(stream)).await;
+        let handshake = ServerTls::accept(stream, self.config.clone());
+        let done = pingora_timeout::timeout(self.timeout, handshake).await;
         let tls = match done {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
@@ -96,7 +98,7 @@ impl Acceptor {
                 return None;
             }
         };
-        let conn = tls.get_ref().1;
+        let conn = tls.connection();
         let v = usize::from(conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3));
         let a = match conn.alpn_protocol() {
             Some(b"h2") => 0,

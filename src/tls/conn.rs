@@ -2,11 +2,13 @@
 //! [`super::accept::Acceptor`] finished a handshake.
 //!
 //! Pingora's own TLS stream can only be built by its listener; this one
-//! wraps a tokio-rustls server stream over the accepted TCP stream and
+//! wraps a [`ServerTls`] (rustls's unbuffered connection, with no record
+//! buffer while the connection is idle) over the accepted TCP stream and
 //! answers Pingora's questions about it: the negotiated ALPN (Pingora's
 //! HTTP/2 switch), an [`SslDigest`] (so a request knows it came over TLS),
 //! and the socket and timing digests of the TCP stream underneath.
 
+use super::record::ServerTls;
 use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::SslDigest;
@@ -18,11 +20,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_rustls::server::TlsStream;
 
 /// A server-side TLS connection over an accepted stream.
 pub struct TlsConn {
-    inner: TlsStream<Stream>,
+    inner: ServerTls<Stream>,
     digest: Arc<SslDigest>,
     alpn: Option<ALPN>,
 }
@@ -37,8 +38,8 @@ impl std::fmt::Debug for TlsConn {
 }
 
 impl TlsConn {
-    pub(super) fn new(inner: TlsStream<Stream>) -> Self {
-        let conn = inner.get_ref().1;
+    pub(super) fn new(inner: ServerTls<Stream>) -> Self {
+        let conn = inner.connection();
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -111,7 +112,7 @@ impl Shutdown for TlsConn {
 
 impl UniqueID for TlsConn {
     fn id(&self) -> UniqueIDType {
-        self.inner.get_ref().0.id()
+        self.inner.get_ref().id()
     }
 }
 
@@ -127,7 +128,7 @@ impl Ssl for TlsConn {
 
 impl GetTimingDigest for TlsConn {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_ref().0.get_timing_digest()
+        self.inner.get_ref().get_timing_digest()
     }
 }
 
@@ -139,7 +140,7 @@ impl GetProxyDigest for TlsConn {
 
 impl GetSocketDigest for TlsConn {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_ref().0.get_socket_digest()
+        self.inner.get_ref().get_socket_digest()
     }
 }
 

@@ -10,8 +10,9 @@
 //! - [`challenge`]: ACME HTTP-01 answers, shared by the ACME client (which
 //!   publishes them) and the plain listener (which serves them).
 //! - [`accept`]: the HTTPS listener's handshake (our own rustls config over
-//!   a Pingora-owned TCP listener) and its counters; [`conn`]: the TLS
-//!   connection as a Pingora stream.
+//!   a Pingora-owned TCP listener) and its counters; [`record`]: the TLS
+//!   stream itself (rustls's unbuffered API, no record buffer while idle);
+//!   [`conn`]: that stream as a Pingora stream.
 //! - [`outbound`]: TLS to upstream servers (`upstreams.NAME.tls`): trust,
 //!   SNI and client certificates applied to Pingora peers, and CA files.
 //! - [`acme`]: automatic certificates (RFC 8555, HTTP-01), kept under
@@ -24,6 +25,7 @@ pub mod conn;
 pub mod files;
 pub mod outbound;
 pub mod pem;
+pub mod record;
 pub mod store;
 
 pub use accept::{Acceptor, TlsCounters};
