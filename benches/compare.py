@@ -627,7 +627,8 @@ def main():
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {results[n][-1]['rps']:.0f}" for n in rows), file=sys.stderr)
 
         def med(name, key):
-            return statistics.median(x[key] for x in results[name])
+            # h2load rows carry no bytes per response: 0 there.
+            return statistics.median(x.get(key, 0) for x in results[name])
         def ratio(a, b):
             if a not in results or b not in results:
                 return None
