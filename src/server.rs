@@ -109,6 +109,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         config.server.keepalive_timeout_seconds.duration(),
     )
     .with_head_limits(head_limits)
+    .with_write_buffer(config.server.write_buffer_bytes)
     .with_limits(limits.clone());
     // The HTTPS listener is a TCP listener of the same service (so Pingora
     // owns it and hands it over on upgrade); the application tells its
@@ -139,10 +140,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         proxy.add_listener(
             ListenerConfig::tcp(addr)
                 .tcp_socket_options(sock.clone())
-                .l4_buffer(L4BufferSettings::new(
-                    config.server.read_buffer_bytes,
-                    config.server.write_buffer_bytes,
-                )),
+                // No write buffer for a connection's whole life: the
+                // application gathers each response's writes instead.
+                .l4_buffer(L4BufferSettings::new(config.server.read_buffer_bytes, 0)),
         );
     }
     server.add_service(proxy);

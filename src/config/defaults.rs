@@ -21,7 +21,7 @@ impl Default for ServerConfig {
             read_buffer_bytes: default_read_buffer(),
             keepalive_timeout_seconds: default_keepalive_timeout(),
             work_stealing: true,
-            write_buffer_bytes: 0,
+            write_buffer_bytes: default_write_buffer(),
             config_poll_interval_seconds: default_config_poll(),
             request_header_timeout_seconds: default_header_timeout(),
             max_request_header_bytes: default_max_header_bytes(),
@@ -130,6 +130,10 @@ pub(super) fn default_max_body() -> u64 {
 }
 pub(super) fn default_read_buffer() -> usize {
     0
+}
+/// Bytes of a response gathered into one send (held only while writing).
+pub(super) fn default_write_buffer() -> usize {
+    4096
 }
 /// How long a connection may sit idle between requests, unless configured
 /// (Pingora's default).

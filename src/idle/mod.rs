@@ -40,6 +40,11 @@
 //! again. Each accepted connection first takes a place under the connection
 //! caps ([`crate::downstream::ConnLimits`]); a head Pingora refuses while
 //! parsing is counted (see [`crate::downstream`]).
+//!
+//! An HTTP/1 connection (plain or over TLS) is handed to Pingora inside
+//! [`Coalescing`] (`server.write_buffer_bytes`, 4 KiB by default): a
+//! response's header and body leave in one send, with a buffer that exists
+//! only while the response is being written, not between requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,7 +64,9 @@ use crate::downstream::{ConnLimits, Counters, REACHED_PROXY};
 use crate::tls::Acceptor;
 use pingora_core::protocols::ALPN;
 
+mod coalesce;
 mod head;
+pub use coalesce::Coalescing;
 pub use head::{HeadError, head_end, read_head};
 
 /// A connection that has to wait reads the first bytes of its next request
@@ -112,6 +119,9 @@ pub struct ParkIdle<A> {
     counters: Option<Arc<Counters>>,
     /// Streams accepted on this local port are TLS: handshake first.
     tls: Option<(u16, Arc<Acceptor>)>,
+    /// HTTP/1 writes are gathered up to this many bytes ([`Coalescing`]);
+    /// 0: each write is sent on its own.
+    write_buffer: usize,
     shutdown: Shutdown,
 }
 
@@ -125,8 +135,17 @@ impl<A> ParkIdle<A> {
             limits: None,
             counters: None,
             tls: None,
+            write_buffer: 0,
             shutdown: Shutdown::default(),
         }
+    }
+
+    /// Gathers the small writes of each HTTP/1 response into one send, in
+    /// a buffer of up to `bytes` that exists only while a response is
+    /// being written ([`Coalescing`]). 0: no gathering.
+    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buffer = bytes;
+        self
     }
 
     /// Limits on each request head.
@@ -189,6 +208,9 @@ where
             if stream.selected_alpn_proto() == Some(ALPN::H2) {
                 return ServerApp::process_new(&self.inner, stream, shutdown).await;
             }
+        }
+        if self.write_buffer > 0 {
+            stream = Box::new(Coalescing::new(stream, self.write_buffer));
         }
         let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
         let mut carried: Option<HttpPersistentSettings> = None;
