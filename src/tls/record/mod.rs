@@ -245,14 +245,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerTls<S> {
                     }
                     self.plain.extend_from_slice(&payload[n..]);
                 },
-                ConnectionState::EncodeTlsData(mut msg) => {
-                    encode_into(&mut self.outgoing, |out| match msg.encode(out) {
-                        Ok(n) => Ok(n),
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => Err(Some(required_size)),
-                        Err(_) => Err(None),
-                    });
+                ConnectionState::EncodeTlsData(msg) => {
+                    encode_message(&mut self.outgoing, msg);
                     None
                 }
                 // Queued in `outgoing`, which goes out before the next read
@@ -292,14 +286,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerTls<S> {
     fn fail(&mut self, rest: &mut [u8]) {
         self.write_closed = true;
         let UnbufferedStatus { state, .. } = self.conn.process_tls_records(rest);
-        if let Ok(ConnectionState::EncodeTlsData(mut msg)) = state {
-            encode_into(&mut self.outgoing, |out| match msg.encode(out) {
-                Ok(n) => Ok(n),
-                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    Err(Some(required_size))
-                }
-                Err(_) => Err(None),
-            });
+        if let Ok(ConnectionState::EncodeTlsData(msg)) = state {
+            encode_message(&mut self.outgoing, msg);
         }
     }
 
@@ -372,8 +360,15 @@ fn encode_into_sized(
     out.truncate(start);
 }
 
-fn encode_into(out: &mut Vec<u8>, f: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>) {
-    encode_into_sized(out, 1024, f);
+/// Appends a handshake message (or alert) rustls asks to send to `out`.
+fn encode_message<Data>(out: &mut Vec<u8>, mut msg: rustls::unbuffered::EncodeTlsData<'_, Data>) {
+    encode_into_sized(out, 1024, |buf| match msg.encode(buf) {
+        Ok(n) => Ok(n),
+        Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+            Err(Some(required_size))
+        }
+        Err(_) => Err(None),
+    });
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<S> {

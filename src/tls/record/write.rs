@@ -2,12 +2,11 @@
 //! `outgoing`, vectored writes, `close_notify`.
 
 use super::{
-    GATHER, MAX_WRITE, RECORD_OVERHEAD, ServerTls, encode_into, encode_into_sized, invalid,
+    GATHER, MAX_WRITE, RECORD_OVERHEAD, ServerTls, encode_into_sized, encode_message, invalid,
 };
 use rustls::server::ServerConnectionData;
 use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
-    WriteTraffic,
+    ConnectionState, EncryptError, InsufficientSizeError, UnbufferedStatus, WriteTraffic,
 };
 use std::io;
 use std::mem::take;
@@ -62,14 +61,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerTls<S> {
                     }
                     None
                 }
-                ConnectionState::EncodeTlsData(mut msg) => {
-                    encode_into(&mut self.outgoing, |out| match msg.encode(out) {
-                        Ok(n) => Ok(n),
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => Err(Some(required_size)),
-                        Err(_) => Err(None),
-                    });
+                ConnectionState::EncodeTlsData(msg) => {
+                    encode_message(&mut self.outgoing, msg);
                     None
                 }
                 ConnectionState::TransmitTlsData(t) => {
