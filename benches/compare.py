@@ -714,7 +714,7 @@ def main():
         idle = {}
         if args.idle:
             print(f"\nRSS with {args.idle} idle keep-alive connections (fresh processes):")
-            fresh = {k: free_port() for k in ("nginx", "bare", "bare_tuned", "gw", "gw_64k", "m1", "m2", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m3", "gw_b", "m4")}
+            fresh = {k: free_port() for k in ("nginx", "bare", "bare_tuned", "gw", "gw_64k", "m1", "m2", "nginx_tls", "nginx_tls_http", "gw_tls", "gw_tls_http", "m3")}
             exe = os.path.join(ROOT, "target", PROFILE, "examples/bare_pingora")
             up_addr = f"127.0.0.1:{ports['up']}"
             candidates = [
@@ -722,7 +722,6 @@ def main():
                 ("bare pingora", lambda: Proc("bare_idle", [exe, f"127.0.0.1:{fresh['bare']}", up_addr, "1"]), fresh["bare"]),
                 ("bare pingora tuned", lambda: Proc("bare_tuned_idle", [exe, f"127.0.0.1:{fresh['bare_tuned']}", up_addr, "1", "0", "nosteal"]), fresh["bare_tuned"]),
                 ("gateway", lambda: start_gateway(d, "gw_idle", gateway_config(d, fresh["gw"], ports["up"], fresh["m1"])), fresh["gw"]),
-                *([("gateway B", lambda: start_gateway(d, "gw_b_idle", gateway_config(d, fresh["gw_b"], ports["up"], fresh["m4"]), exe=os.path.abspath(args.ab)), fresh["gw_b"])] if args.ab else []),
                 ("gateway 64K buf", lambda: start_gateway(d, "gw_64k_idle", gateway_config(d, fresh["gw_64k"], ports["up"], fresh["m2"], extra_server="  read_buffer_bytes: 65536\n")), fresh["gw_64k"]),
                 ("nginx https", lambda: start_nginx(d, "nginx_tls_idle", fresh["nginx_tls_http"], proxy_body, backend + "\n  " + nginx_tls_server(fresh["nginx_tls"], crt, key, proxy_body)), fresh["nginx_tls"]),
                 ("gateway https", lambda: start_gateway(d, "gw_tls_idle", gateway_config(d, fresh["gw_tls_http"], ports["up"], fresh["m3"]) + gateway_tls(fresh["gw_tls"], crt, key)), fresh["gw_tls"]),
