@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Gateway, Upstream, reserve_port};
+use common::{Gateway, Upstream, raise_fd_limit, reserve_port, rss_kib};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,28 +20,6 @@ use tokio::net::TcpStream;
 /// caches warmed), then the connections whose cost is measured.
 const WARM: usize = 300;
 const MEASURED: usize = 2_000;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
-fn raise_fd_limit() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on our own process.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_max.min(20_000);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-    }
-}
 
 /// One GET on `s`, its whole response read (Content-Length framed); the
 /// connection stays open.

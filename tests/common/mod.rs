@@ -513,3 +513,28 @@ pub async fn scrape(gw: &Gateway) -> std::collections::BTreeMap<String, f64> {
         })
         .collect()
 }
+
+/// The gateway's resident memory in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Raises this process's soft open-file limit (to the hard one, at most
+/// 20,000); a gateway it starts inherits it.
+pub fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur = r.rlim_max.min(20_000);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+    }
+}
